@@ -49,7 +49,10 @@ pub async fn check_watch_from_zero_sees_only_new_changes(store: Arc<dyn Store>) 
     let mut stream = watch(store, "/w/", 0).await;
     let r = put(store, "/w/new", "n").await;
     let event = next_event(&mut stream).await;
-    assert_eq!(describe(&[event.clone()]), ["put /w/new=n prev=-"]);
+    assert_eq!(
+        describe(std::slice::from_ref(&event)),
+        ["put /w/new=n prev=-"]
+    );
     assert_eq!(event.revision(), r);
     put(store, "/w/old", "3").await;
     let events = events_before_fence(store, &mut stream, "/w/").await;

@@ -17,6 +17,8 @@ const CAS_ROUNDS: usize = 30;
 
 /// Acknowledged writes: revision → (key, value).
 type Acks = BTreeMap<i64, (String, String)>;
+/// One write as a watcher saw it or a writer had it acknowledged: (revision, key, value).
+type Seen = (i64, String, String);
 
 /// Reads the counter: (value, mod revision).
 async fn read_counter(store: &dyn Store) -> (u64, i64) {
@@ -214,24 +216,28 @@ pub async fn check_many_watchers_see_every_acknowledged_write_once_in_order(stor
     assert_eq!(acks.len(), 500);
     put(&*store, &done_key, "done").await;
 
-    let expected: Vec<(i64, String, String)> =
-        acks.into_iter().map(|(rev, (k, v))| (rev, k, v)).collect();
+    let expected: Vec<Seen> = acks.into_iter().map(|(rev, (k, v))| (rev, k, v)).collect();
     for (i, seen) in join_all(watchers).await.into_iter().enumerate() {
-        assert!(
-            seen.windows(2).all(|w| w[0].0 < w[1].0),
-            "watcher {i}: revisions must strictly increase"
-        );
-        assert_eq!(
-            seen.len(),
-            expected.len(),
-            "watcher {i}: every acknowledged write exactly once"
-        );
-        assert!(
-            seen == expected,
-            "watcher {i}: first difference at {:?}",
-            seen.iter().zip(&expected).find(|(a, b)| a != b)
-        );
+        assert_saw_exactly(&format!("watcher {i}"), &seen, &expected);
     }
+}
+
+/// A watcher saw exactly the `expected` writes: each once, in strictly increasing revisions.
+fn assert_saw_exactly(who: &str, seen: &[Seen], expected: &[Seen]) {
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "{who}: revisions must strictly increase"
+    );
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "{who}: every acknowledged write exactly once"
+    );
+    assert!(
+        seen == expected,
+        "{who}: first difference at {:?}",
+        seen.iter().zip(expected).find(|(a, b)| a != b)
+    );
 }
 
 pub async fn check_watch_started_during_writes_sees_exactly_the_later_writes(
@@ -247,11 +253,11 @@ pub async fn check_watch_started_during_writes_sees_exactly_the_later_writes(
     let acks = writers.stop().await;
 
     let events = events_before_fence(&*store, &mut stream, prefix).await;
-    let seen: Vec<(i64, String, String)> = events
+    let seen: Vec<Seen> = events
         .iter()
         .map(|e| (e.revision(), text(&e.kv.key), text(&e.kv.value)))
         .collect();
-    let expected: Vec<(i64, String, String)> = acks
+    let expected: Vec<Seen> = acks
         .range(from + 1..)
         .map(|(rev, (k, v))| (*rev, k.clone(), v.clone()))
         .collect();
@@ -259,14 +265,5 @@ pub async fn check_watch_started_during_writes_sees_exactly_the_later_writes(
         expected.len() >= 100,
         "the watch must have run alongside writes"
     );
-    assert_eq!(
-        seen.len(),
-        expected.len(),
-        "a watch from revision {from} sees exactly the later writes"
-    );
-    assert!(
-        seen == expected,
-        "first difference at {:?}",
-        seen.iter().zip(&expected).find(|(a, b)| a != b)
-    );
+    assert_saw_exactly(&format!("watch from revision {from}"), &seen, &expected);
 }

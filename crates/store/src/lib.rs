@@ -57,6 +57,9 @@ pub trait Store: Send + Sync + 'static {
     /// Errors: [`StoreError::TooLarge`] above [`MAX_REQUEST_BYTES`], [`StoreError::LeaseNotFound`]
     /// for a put attached to an unknown lease, [`StoreError::InvalidRequest`] for the same key
     /// written twice in one branch. A failed transaction changes nothing.
+    ///
+    /// [`StoreError::Unavailable`] means the outcome is unknown (a request to etcd may have
+    /// been cut off after it was applied): re-read before retrying a non-idempotent write.
     async fn txn(&self, txn: Txn) -> Result<TxnResponse>;
 
     /// Streams every change to keys starting with `prefix` whose revision is greater than

@@ -91,7 +91,8 @@ pub struct RangeResponse {
     pub more: bool,
     /// Number of keys in the whole range, regardless of `limit`.
     pub count: i64,
-    /// The store revision the read was served at (the current one for a read "now").
+    /// The store's current revision when the read was served, also for reads of a past
+    /// revision (as etcd's response header does).
     pub revision: i64,
 }
 

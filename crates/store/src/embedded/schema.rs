@@ -44,6 +44,16 @@ pub(crate) fn open_database(path: &Path, opts: &EmbeddedOptions) -> Result<Datab
             source,
         })?;
     }
+    // redb would take an existing empty file for a new database; an existing store file is
+    // never empty, so an empty one was truncated or clobbered and must not pass as "empty".
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == 0 => {
+            return Err(data_file(
+                "is empty (zero bytes): it is not a Skiff store; restore it from a backup or remove it to start a new one".into(),
+            ))
+        }
+        _ => {}
+    }
     let mut builder = Database::builder();
     builder.set_cache_size(opts.cache_bytes);
     builder.set_check_integrity_on_open(opts.verify_on_open);

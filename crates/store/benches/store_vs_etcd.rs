@@ -137,6 +137,9 @@ async fn main() -> BenchResult<()> {
         Sizes::full()
     };
 
+    // Other work on the machine skews every figure, so the table says how busy it was.
+    let load = load_average();
+
     // Embedded first, before any etcd client exists in this process, so the RSS growth it
     // is charged with is its own and the benchmark's, not gRPC's.
     let rss_before = own_rss_bytes()?;
@@ -165,7 +168,7 @@ async fn main() -> BenchResult<()> {
     etcd_report.rss_bytes = rss_bytes(&format!("/proc/{pid}/status"))?;
     drop(cluster);
 
-    let section = render(&sizes, &embedded_report, &etcd_report, args.quick)?;
+    let section = render(&sizes, &embedded_report, &etcd_report, &load, args.quick)?;
     println!("{section}");
     if let Some(target) = args.write {
         let file = workspace_root().join(target);
@@ -492,7 +495,13 @@ fn replace_section(file: &Path, section: &str) -> BenchResult<()> {
 }
 
 /// The Markdown section: the table, the goal verdict, the machine and the rerun command.
-fn render(sizes: &Sizes, embedded: &Report, etcd: &Report, quick: bool) -> BenchResult<String> {
+fn render(
+    sizes: &Sizes,
+    embedded: &Report,
+    etcd: &Report,
+    load: &str,
+    quick: bool,
+) -> BenchResult<String> {
     let mut out = String::new();
     if quick {
         writeln!(
@@ -597,9 +606,11 @@ fn render(sizes: &Sizes, embedded: &Report, etcd: &Report, quick: bool) -> Bench
     writeln!(out, "Both backends durable (etcd fsyncs each commit; the embedded store fsyncs each batch before it answers), data on the same filesystem.")?;
     writeln!(
         out,
-        "Machine: {}. {}. Run on {} (UTC).",
+        "Machine: {}; 1-minute load average {load} when the run began (other work on the \
+         machine adds noise). {}. Store code at {}. Run on {} (UTC).",
         machine(),
         etcd_version(),
+        store_revision(),
         today()
     )?;
     writeln!(out)?;
@@ -700,6 +711,44 @@ fn machine() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
     format!("{cpus} CPUs ({model}), {mem_gib:.1} GiB memory, Linux {kernel}")
+}
+
+/// The commit the measured store code comes from, flagged when the store or test kit
+/// has uncommitted changes (then the figures describe code no commit holds).
+fn store_revision() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "an unknown commit".into();
+    };
+    let dirty = git(&[
+        "status",
+        "--porcelain",
+        "--",
+        "crates/store",
+        "crates/testkit",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("`{commit}` plus uncommitted changes")
+    } else {
+        format!("`{commit}`")
+    }
+}
+
+/// The 1-minute load average from /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The etcd server's own version line, from the binary the test kit starts.

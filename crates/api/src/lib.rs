@@ -5,6 +5,7 @@
 //! What it is not: no HTTP, no storage, no typed objects (those come from k8s-openapi).
 
 pub mod meta;
+pub mod patch;
 pub mod selector;
 pub mod status;
 pub mod validation;

@@ -23,6 +23,8 @@ pub(crate) struct Tables<'txn> {
     pub compact_revision: i64,
     /// History up to here is physically gone (trails `compact_revision`).
     pub purged_revision: i64,
+    /// Sequence number of the last write-ahead-log batch applied here.
+    pub applied_batch: u64,
 }
 
 /// What one revision changed, for watchers.
@@ -37,6 +39,10 @@ impl<'txn> Tables<'txn> {
         let revision = schema::meta_value(&meta, schema::REVISION)?;
         let compact_revision = schema::meta_value(&meta, schema::COMPACT_REVISION)?;
         let purged_revision = schema::meta_value(&meta, schema::PURGED_REVISION)?;
+        let applied_batch = meta
+            .get(schema::APPLIED_BATCH)
+            .map_err(engine_err)?
+            .map_or(0, |v| v.value()) as u64;
         Ok(Self {
             meta,
             latest: txn.open_table(LATEST).map_err(engine_err)?,
@@ -47,7 +53,16 @@ impl<'txn> Tables<'txn> {
             revision,
             compact_revision,
             purged_revision,
+            applied_batch,
         })
+    }
+
+    pub fn set_applied_batch(&mut self, seq: u64) -> Result<()> {
+        self.meta
+            .insert(schema::APPLIED_BATCH, seq as i64)
+            .map_err(engine_err)?;
+        self.applied_batch = seq;
+        Ok(())
     }
 
     /// Writes the revision counter back; call once before committing the batch.

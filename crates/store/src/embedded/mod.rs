@@ -1,15 +1,17 @@
 //! The default backend: an MVCC store in one redb file.
 //!
 //! Guarantees:
-//! - A write is answered only after it is durable (fsync). Concurrent writers share commits
-//!   (group commit), so durability costs latency, not throughput.
+//! - A write is answered only after it is durable: logged and synced in the write-ahead log
+//!   (`<file>-wal`), then applied to redb. Concurrent writers share one log append and one
+//!   sync (group commit), so durability costs latency, not throughput; redb itself is
+//!   synced at checkpoints, and the log replayed after a crash.
 //! - History (for past-revision reads and watch replay) survives restarts until compacted.
 //! - Memory is bounded: redb's page cache (`cache_bytes`) and a byte-bounded ring of recent
 //!   events (`watch_buffer_bytes`); slower watchers replay from disk.
 //!
 //! Layout: `schema` (tables, opening), `codec` (record bytes), `apply` (the write state
-//! machine), `writer` (group-commit thread), `read` (snapshots), `hub` + `watch` (fan-out),
-//! `leases` (expiry clock).
+//! machine), `wal` (write-ahead log), `writer` (group-commit thread, checkpoints, replay),
+//! `read` (snapshots), `hub` + `watch` (fan-out), `leases` (expiry clock).
 
 mod apply;
 mod codec;
@@ -17,6 +19,7 @@ mod hub;
 mod leases;
 mod read;
 mod schema;
+mod wal;
 mod watch;
 mod writer;
 
@@ -114,6 +117,7 @@ impl EmbeddedStore {
     pub fn open(path: impl AsRef<Path>, opts: EmbeddedOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let db = schema::open_database(&path, &opts)?;
+        let (mut wal, logged) = wal::Wal::open(&wal_path(&path))?;
         let data_file = |err: StoreError| match err {
             StoreError::Engine(reason) => StoreError::DataFile {
                 path: path.clone(),
@@ -121,6 +125,8 @@ impl EmbeddedStore {
             },
             other => other,
         };
+        // Batches acknowledged after the last checkpoint are in the log, not yet in redb.
+        let seq = writer::replay(&db, &mut wal, logged).map_err(data_file)?;
         let (revision, compact_revision, purged, leases) = {
             let txn = db.begin_write().map_err(engine_err).map_err(data_file)?;
             let tables = apply::Tables::open(&txn).map_err(data_file)?;
@@ -154,6 +160,10 @@ impl EmbeddedStore {
             published,
             max_batch: opts.max_batch.max(1),
             purge_pending: purged < compact_revision,
+            wal,
+            seq,
+            last_checkpoint: Instant::now(),
+            broken: None,
         };
         let thread = std::thread::Builder::new()
             .name("skiff-store-writer".into())
@@ -291,6 +301,13 @@ impl Store for EmbeddedStore {
     async fn current_revision(&self) -> Result<i64> {
         Ok(self.shared.hub.latest())
     }
+}
+
+/// The write-ahead log beside the store file (`state.db` → `state.db-wal`).
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 pub(crate) fn engine_err(err: impl std::fmt::Display) -> StoreError {

@@ -29,6 +29,8 @@ pub(crate) const COMPACT_REVISION: &str = "compact_revision";
 /// History up to this revision has been physically removed (trails `COMPACT_REVISION`).
 pub(crate) const PURGED_REVISION: &str = "purged_revision";
 pub(crate) const NEXT_LEASE: &str = "next_lease";
+/// Sequence number of the last write-ahead-log batch redb holds (see `wal.rs`).
+pub(crate) const APPLIED_BATCH: &str = "applied_batch";
 
 const FORMAT_VERSION: i64 = 1;
 

@@ -31,6 +31,9 @@ pub(crate) enum Entry {
     Compact(i64),
 }
 
+/// A logged batch: its sequence number and entries.
+pub(crate) type Batch = (u64, Vec<Entry>);
+
 pub(crate) struct Wal {
     path: PathBuf,
     file: File,
@@ -47,7 +50,7 @@ fn io_err(path: &Path, source: std::io::Error) -> crate::StoreError {
 
 impl Wal {
     /// Opens (creating) the log and returns the intact batches in it, in order.
-    pub fn open(path: &Path) -> crate::Result<(Self, Vec<(u64, Vec<Entry>)>)> {
+    pub fn open(path: &Path) -> crate::Result<(Self, Vec<Batch>)> {
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .read(true)
@@ -136,7 +139,7 @@ fn is_tail(bytes: &[u8], at: usize) -> bool {
     }
 }
 
-fn read_record(bytes: &[u8], at: usize) -> Option<(usize, (u64, Vec<Entry>))> {
+fn read_record(bytes: &[u8], at: usize) -> Option<(usize, Batch)> {
     let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes.get(at + 4..at + 8)?.try_into().ok()?);
     let payload = bytes.get(at + 8..at + 8 + len)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
 use super::apply::{Changes, Tables};
-use super::wal::{Entry, Wal};
+use super::wal::{Batch, Entry, Wal};
 use super::{engine_err, Shared};
 use crate::{Lease, Result, StoreError, Txn, TxnResponse};
 
@@ -342,10 +342,12 @@ pub(crate) fn replay(
             }
             let (mut changes, mut after) = (Vec::new(), Vec::new());
             for entry in &entries {
-                match apply_entry(&mut tables, entry, &mut changes, &mut after) {
-                    Err(StoreError::Engine(reason)) => return Err(StoreError::Engine(reason)),
-                    // The same request failed the same way the first time.
-                    _ => {}
+                // A request that failed the first time fails the same way again: only an
+                // engine error stops the replay.
+                if let Err(StoreError::Engine(reason)) =
+                    apply_entry(&mut tables, entry, &mut changes, &mut after)
+                {
+                    return Err(StoreError::Engine(reason));
                 }
             }
             tables.set_applied_batch(seq)?;

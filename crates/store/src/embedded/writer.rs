@@ -326,11 +326,7 @@ pub(crate) fn checkpoint(db: &redb::Database, wal: &mut Wal) -> Result<()> {
 
 /// Re-applies logged batches that the last durable redb state does not have yet, then
 /// checkpoints. Returns the sequence number of the last batch.
-pub(crate) fn replay(
-    db: &redb::Database,
-    wal: &mut Wal,
-    batches: Vec<(u64, Vec<Entry>)>,
-) -> Result<u64> {
+pub(crate) fn replay(db: &redb::Database, wal: &mut Wal, batches: Vec<Batch>) -> Result<u64> {
     let txn = db.begin_write().map_err(engine_err)?;
     let mut last;
     {

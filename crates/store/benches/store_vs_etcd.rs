@@ -603,7 +603,7 @@ fn render(
          memory the allocator has not returned; it is an upper bound for the store itself."
     )?;
     writeln!(out)?;
-    writeln!(out, "Both backends durable (etcd fsyncs each commit; the embedded store fsyncs each batch before it answers), data on the same filesystem.")?;
+    writeln!(out, "Both backends durable (etcd fsyncs each commit; the embedded store appends each batch to its write-ahead log and fdatasyncs it before it answers), data on the same filesystem.")?;
     writeln!(
         out,
         "Machine: {}; 1-minute load average {load} when the run began (other work on the \

@@ -215,6 +215,9 @@ fn is_transient_status(status: &tonic::Status) -> bool {
         status.code(),
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted
     ) || TRANSIENT.iter().any(|t| status.message().contains(t))
+        // The connection failed under the call (e.g. TLS 1.3 reports a refused client
+        // certificate only on the first read): no gRPC answer came, so nothing etcd said.
+        || causes(status).any(|e| e.is::<tonic::transport::Error>())
 }
 
 #[cfg(test)]

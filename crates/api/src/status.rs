@@ -67,18 +67,25 @@ pub struct Cause {
     pub field: String,
 }
 
-/// An API error: everything a `metav1.Status` failure carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: u16,
-    pub reason: &'static str,
-    pub message: String,
+/// `metav1.StatusDetails`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Details {
     pub name: Option<String>,
     pub group: Option<String>,
     /// `details.kind`: the resource (e.g. `pods`) for most errors, the kind for Invalid.
     pub kind: Option<String>,
     pub causes: Vec<Cause>,
     pub retry_after_seconds: Option<u32>,
+}
+
+/// An API error: everything a `metav1.Status` failure carries. The details are boxed so
+/// `Result<_, ApiError>` stays small on hot paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Box<Details>,
 }
 
 impl fmt::Display for ApiError {
@@ -95,19 +102,15 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after_seconds: None,
+            details: Box::default(),
         }
     }
 
     fn about(mut self, gr: &GroupResource, name: &str) -> Self {
-        self.group = Some(gr.group.clone());
-        self.kind = Some(gr.resource.clone());
+        self.details.group = Some(gr.group.clone());
+        self.details.kind = Some(gr.resource.clone());
         if !name.is_empty() {
-            self.name = Some(name.to_string());
+            self.details.name = Some(name.to_string());
         }
         self
     }
@@ -159,12 +162,12 @@ impl ApiError {
             "Invalid",
             format!("{gk} \"{name}\" is invalid: {errors}"),
         );
-        err.group = Some(gk.group.clone());
-        err.kind = Some(gk.kind.clone());
+        err.details.group = Some(gk.group.clone());
+        err.details.kind = Some(gk.kind.clone());
         if !name.is_empty() {
-            err.name = Some(name.to_string());
+            err.details.name = Some(name.to_string());
         }
-        err.causes = errors
+        err.details.causes = errors
             .iter()
             .map(|e| Cause {
                 reason: e.reason().to_string(),
@@ -238,7 +241,7 @@ impl ApiError {
             "TooManyRequests",
             "Too many requests, please try again later.",
         );
-        err.retry_after_seconds = Some(retry_after_seconds);
+        err.details.retry_after_seconds = Some(retry_after_seconds);
         err
     }
 
@@ -278,24 +281,25 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.name {
+        let d = &self.details;
+        if let Some(name) = &d.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = self.group.as_ref().filter(|g| !g.is_empty()) {
+        if let Some(group) = d.group.as_ref().filter(|g| !g.is_empty()) {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = &d.kind {
             details.insert("kind".into(), json!(kind));
         }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
+        if !d.causes.is_empty() {
+            let causes: Vec<Value> = d
                 .causes
                 .iter()
                 .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(secs) = self.retry_after_seconds {
+        if let Some(secs) = d.retry_after_seconds {
             details.insert("retryAfterSeconds".into(), json!(secs));
         }
         // Upstream sends `details` only when there is something in it.

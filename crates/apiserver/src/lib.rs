@@ -1,0 +1,209 @@
+//! Skiff's Kubernetes API server: the only component that touches the store. HTTPS REST
+//! and watch for every built-in resource, discovery, tables for kubectl, JSON/merge/
+//! strategic patches, client-certificate and token authentication, a pluggable
+//! authorizer, namespace-lifecycle admission, and a watch cache fed by one store watch.
+//!
+//! What it is not: it runs no control loops (those are clients of it, in other crates).
+
+pub mod auth;
+mod bootstrap;
+mod discovery;
+mod handlers;
+mod http;
+pub mod ipalloc;
+mod lifecycle;
+mod metrics;
+mod openapi;
+mod patch;
+pub mod pki;
+mod request_info;
+pub mod resources;
+mod router;
+mod server;
+mod storage;
+mod table;
+mod watchcache;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use skiff_store::Store;
+
+pub use ipalloc::Cidr;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("store: {0}")]
+    Store(#[from] skiff_store::StoreError),
+    #[error("cannot listen on {addr}: {source} (is another server running? choose another --https-listen-port)")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ServerError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// `skiff server` settings (k3s's flag names where k3s has one).
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub https_port: u16,
+    /// etcd client URLs; the embedded store when empty.
+    pub datastore_endpoints: Vec<String>,
+    pub datastore_tls: Option<skiff_store::EtcdTls>,
+    pub service_cidr: Cidr,
+    pub cluster_domain: String,
+    pub token_auth_file: Option<PathBuf>,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// Most non-watch requests served at once; beyond it, 429 with Retry-After.
+    pub max_inflight: usize,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            https_port: 6443,
+            datastore_endpoints: Vec::new(),
+            datastore_tls: None,
+            service_cidr: "10.43.0.0/16"
+                .parse()
+                .expect("default service CIDR is valid"),
+            cluster_domain: "cluster.local".into(),
+            token_auth_file: None,
+            tls_sans: Vec::new(),
+            max_inflight: 600,
+        }
+    }
+}
+
+/// Shared state of a running server.
+pub struct App {
+    pub config: Config,
+    pub storage: storage::Storage,
+    pub cache: Arc<watchcache::WatchCache>,
+    pub authn: auth::Authenticator,
+    pub authz: Box<dyn auth::Authorizer>,
+    pub metrics: metrics::Metrics,
+    pub inflight: tokio::sync::Semaphore,
+    pub server_address: String,
+    pub bootstrapped: std::sync::atomic::AtomicBool,
+}
+
+impl App {
+    /// Whether `/readyz` is ok: the watch cache is filled and the bootstrap objects exist.
+    pub fn is_ready(&self) -> bool {
+        self.cache.is_ready() && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// A started server.
+pub struct Running {
+    pub address: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub pki: pki::Pki,
+    pub app: Arc<App>,
+}
+
+/// Opens the store the configuration names.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    if config.datastore_endpoints.is_empty() {
+        let path = config.data_dir.join("server").join("db").join("state.db");
+        let store = tokio::task::spawn_blocking(move || {
+            skiff_store::EmbeddedStore::open(path, Default::default())
+        })
+        .await
+        .map_err(|e| ServerError::Config(format!("opening the store: {e}")))??;
+        Ok(Arc::new(store))
+    } else {
+        let mut opts = skiff_store::EtcdOptions::new(config.datastore_endpoints.clone());
+        opts.tls = config.datastore_tls.clone();
+        Ok(Arc::new(skiff_store::EtcdStore::connect(opts).await?))
+    }
+}
+
+/// Starts the API server: TLS material, store, watch cache, bootstrap objects, listener.
+/// Returns once it is listening; `/readyz` turns ok when the cache and bootstrap are done.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    let started = Instant::now();
+    // rustls needs one process-wide crypto provider; a second install is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls_dir = config.data_dir.join("server").join("tls");
+    let sans = pki::default_sans(
+        Some(IpAddr::V4(config.service_cidr.nth(1))),
+        &config.cluster_domain,
+        &config.tls_sans,
+    );
+    let pki = {
+        let dir = tls_dir.clone();
+        tokio::task::spawn_blocking(move || pki::ensure(&dir, &sans))
+            .await
+            .map_err(|e| ServerError::Tls(e.to_string()))??
+    };
+    let store = open_store(&config).await?;
+    let addr = SocketAddr::new(config.bind_address, config.https_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let loopback = if config.bind_address.is_unspecified() || config.bind_address.is_loopback() {
+        format!("127.0.0.1:{}", address.port())
+    } else {
+        address.to_string()
+    };
+    let kubeconfig = config.data_dir.join("kubeconfig.yaml");
+    pki.write_admin_kubeconfig(&kubeconfig, &format!("https://{loopback}"))?;
+    let tokens = match &config.token_auth_file {
+        Some(path) => auth::TokenFile::load(path)?,
+        None => auth::TokenFile::default(),
+    };
+    let cache = watchcache::WatchCache::new(store.clone());
+    let app = Arc::new(App {
+        inflight: tokio::sync::Semaphore::new(config.max_inflight),
+        config,
+        storage: storage::Storage { store },
+        cache: cache.clone(),
+        authn: auth::Authenticator { tokens },
+        authz: Box::new(auth::MastersOnly),
+        metrics: metrics::Metrics::default(),
+        server_address: loopback,
+        bootstrapped: std::sync::atomic::AtomicBool::new(false),
+    });
+    tokio::spawn(cache.run());
+    tokio::spawn(bootstrap::run(app.clone()));
+    let tls = server::tls_config(&pki)?;
+    tokio::spawn(server::serve(listener, tls, router::router(app.clone())));
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, %address, "API server listening");
+    Ok(Running {
+        address,
+        kubeconfig,
+        pki,
+        app,
+    })
+}

@@ -1,0 +1,177 @@
+//! Every resource the server serves: its names, scope, subresources, how its objects are
+//! decoded (`Codec`) and what is special about it (`Hooks`). Adding a resource is one entry
+//! here plus, if it needs any, one small hooks module.
+
+mod core;
+mod strategy;
+
+use std::sync::LazyLock;
+
+use k8s_openapi::api;
+pub use strategy::{
+    selectable_fields, unknown_fields, Codec, Column, Context, Hooks, Plain, Typed,
+};
+
+pub struct ResourceDef {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    /// `status`, `scale`, `binding`, `eviction`, `finalize`, `approval`.
+    pub subresources: &'static [&'static str],
+    pub codec: Box<dyn Codec>,
+    pub hooks: Box<dyn Hooks>,
+    /// Whether spec changes bump `metadata.generation` (types with a spec/status split).
+    pub generation: bool,
+}
+
+impl ResourceDef {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn has_subresource(&self, sub: &str) -> bool {
+        self.subresources.contains(&sub)
+    }
+
+    pub fn group_resource(&self) -> skiff_api::GroupResource {
+        skiff_api::GroupResource::new(self.group, self.plural)
+    }
+
+    pub fn group_kind(&self) -> skiff_api::GroupKind {
+        skiff_api::GroupKind::new(self.group, self.kind)
+    }
+
+    /// The store prefix of every object of this resource.
+    pub fn storage_prefix(&self) -> String {
+        format!("/registry/{}/", self.plural)
+    }
+}
+
+struct Def {
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [&'static str],
+    generation: bool,
+}
+
+fn def<T>(d: Def, hooks: impl Hooks + 'static) -> ResourceDef
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + 'static,
+{
+    ResourceDef {
+        group: d.group,
+        version: d.version,
+        plural: d.plural,
+        singular: d.singular,
+        kind: d.kind,
+        namespaced: d.namespaced,
+        short_names: d.short_names,
+        categories: d.categories,
+        subresources: d.subresources,
+        codec: Box::new(Typed::<T>::new()),
+        hooks: Box::new(hooks),
+        generation: d.generation,
+    }
+}
+
+const NONE: &[&str] = &[];
+const ALL: &[&str] = &["all"];
+const STATUS: &[&str] = &["status"];
+const STATUS_SCALE: &[&str] = &["status", "scale"];
+
+macro_rules! d {
+    ($g:expr, $v:expr, $plural:expr, $singular:expr, $kind:expr, ns=$ns:expr, short=$short:expr, cat=$cat:expr, sub=$sub:expr, gen=$gen:expr) => {
+        Def {
+            group: $g,
+            version: $v,
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $ns,
+            short_names: $short,
+            categories: $cat,
+            subresources: $sub,
+            generation: $gen,
+        }
+    };
+}
+
+pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
+    use api::*;
+    vec![
+        def::<core::v1::Namespace>(d!("", "v1", "namespaces", "namespace", "Namespace", ns=false, short=&["ns"], cat=NONE, sub=&["status", "finalize"], gen=false), self::core::Namespaces),
+        def::<core::v1::Pod>(d!("", "v1", "pods", "pod", "Pod", ns=true, short=&["po"], cat=ALL, sub=&["status", "binding", "eviction"], gen=false), self::core::Pods),
+        def::<core::v1::Node>(d!("", "v1", "nodes", "node", "Node", ns=false, short=&["no"], cat=NONE, sub=STATUS, gen=false), self::core::Nodes),
+        def::<core::v1::Service>(d!("", "v1", "services", "service", "Service", ns=true, short=&["svc"], cat=ALL, sub=STATUS, gen=false), self::core::Services),
+        def::<core::v1::Endpoints>(d!("", "v1", "endpoints", "endpoints", "Endpoints", ns=true, short=&["ep"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::ConfigMap>(d!("", "v1", "configmaps", "configmap", "ConfigMap", ns=true, short=&["cm"], cat=NONE, sub=NONE, gen=false), self::core::ConfigMaps),
+        def::<core::v1::Secret>(d!("", "v1", "secrets", "secret", "Secret", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::core::Secrets),
+        def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::Event>(d!("", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::ReplicationController>(d!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", ns=true, short=&["rc"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
+        def::<core::v1::PersistentVolume>(d!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", ns=false, short=&["pv"], cat=NONE, sub=STATUS, gen=false), Plain),
+        def::<core::v1::PersistentVolumeClaim>(d!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", ns=true, short=&["pvc"], cat=NONE, sub=STATUS, gen=false), Plain),
+        def::<core::v1::LimitRange>(d!("", "v1", "limitranges", "limitrange", "LimitRange", ns=true, short=&["limits"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::ResourceQuota>(d!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", ns=true, short=&["quota"], cat=NONE, sub=STATUS, gen=false), Plain),
+        def::<apps::v1::Deployment>(d!("apps", "v1", "deployments", "deployment", "Deployment", ns=true, short=&["deploy"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
+        def::<apps::v1::ReplicaSet>(d!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", ns=true, short=&["rs"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
+        def::<apps::v1::StatefulSet>(d!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", ns=true, short=&["sts"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
+        def::<apps::v1::DaemonSet>(d!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", ns=true, short=&["ds"], cat=ALL, sub=STATUS, gen=true), Plain),
+        def::<apps::v1::ControllerRevision>(d!("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<batch::v1::Job>(d!("batch", "v1", "jobs", "job", "Job", ns=true, short=NONE, cat=ALL, sub=STATUS, gen=true), Plain),
+        def::<batch::v1::CronJob>(d!("batch", "v1", "cronjobs", "cronjob", "CronJob", ns=true, short=&["cj"], cat=ALL, sub=STATUS, gen=true), Plain),
+        def::<autoscaling::v2::HorizontalPodAutoscaler>(d!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), Plain),
+        def::<coordination::v1::Lease>(d!("coordination.k8s.io", "v1", "leases", "lease", "Lease", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<discovery::v1::EndpointSlice>(d!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<policy::v1::PodDisruptionBudget>(d!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", ns=true, short=&["pdb"], cat=NONE, sub=STATUS, gen=true), Plain),
+        def::<scheduling::v1::PriorityClass>(d!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", ns=false, short=&["pc"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<storage::v1::StorageClass>(d!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", ns=false, short=&["sc"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<networking::v1::Ingress>(d!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", ns=true, short=&["ing"], cat=NONE, sub=STATUS, gen=true), Plain),
+        def::<networking::v1::IngressClass>(d!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<networking::v1::NetworkPolicy>(d!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", ns=true, short=&["netpol"], cat=NONE, sub=NONE, gen=true), Plain),
+        def::<rbac::v1::Role>(d!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<rbac::v1::RoleBinding>(d!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<rbac::v1::ClusterRole>(d!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(d!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", ns=false, short=&["crd", "crds"], cat=&["api-extensions"], sub=STATUS, gen=true), Plain),
+        def::<certificates::v1::CertificateSigningRequest>(d!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", ns=false, short=&["csr"], cat=NONE, sub=&["status", "approval"], gen=false), Plain),
+    ]
+});
+
+/// Finds a resource by group, version and plural.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Finds the resource whose objects live under a store prefix segment (`pods`).
+pub fn by_storage(plural: &str) -> Option<&'static ResourceDef> {
+    RESOURCES.iter().find(|r| r.plural == plural)
+}
+
+/// Group/versions served, in discovery order (core first).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES.iter() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}

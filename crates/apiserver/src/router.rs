@@ -1,0 +1,187 @@
+//! The request pipeline, in order: authenticate (401), resolve what the request is about,
+//! authorize (403), limit concurrency (429), serve, record metrics. Health endpoints are
+//! the only paths served without credentials, so load balancers and probes can use them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use serde_json::Value;
+use skiff_api::{ApiError, GroupResource};
+
+use crate::auth::{Attributes, Decision, UserInfo};
+use crate::http::{bytes_response, json_response, ErrorResponse};
+use crate::request_info::RequestInfo;
+use crate::server::ConnIdentity;
+use crate::{discovery, handlers, openapi, App};
+
+pub fn router(app: Arc<App>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(app)
+}
+
+fn is_health(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+}
+
+fn text(code: StatusCode, body: &str) -> Response {
+    bytes_response(
+        code,
+        bytes::Bytes::from(body.to_string()),
+        "text/plain; charset=utf-8",
+    )
+}
+
+async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let info = RequestInfo::parse(&parts.method, &path, &query);
+    let resource_label = if info.is_resource {
+        info.resource.clone()
+    } else {
+        String::new()
+    };
+    let verb_label = info.verb.to_ascii_uppercase();
+    let resp = if is_health(&path) {
+        health(&app, &path)
+    } else {
+        let cert_user = parts
+            .extensions
+            .get::<ConnIdentity>()
+            .and_then(|c| c.0.as_ref());
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match app.authn.authenticate(cert_user, authorization) {
+            None => ErrorResponse(ApiError::unauthorized()).into_response(),
+            Some(user) => authorized(&app, user, info, parts, &query, body).await,
+        }
+    };
+    let code = resp.status().as_u16();
+    app.metrics.observe(
+        &verb_label,
+        &resource_label,
+        code,
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn authorized(
+    app: &Arc<App>,
+    user: UserInfo,
+    info: RequestInfo,
+    parts: http::request::Parts,
+    query: &str,
+    body: Body,
+) -> Response {
+    let attrs = Attributes {
+        verb: info.verb.clone(),
+        namespace: info.namespace.clone(),
+        group: info.group.clone(),
+        resource: info.resource.clone(),
+        subresource: info.subresource.clone(),
+        name: info.name.clone(),
+        path: (!info.is_resource).then(|| info.path.clone()),
+    };
+    if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
+        let err = if info.is_resource {
+            ApiError::forbidden(
+                &GroupResource::new(&info.group, &info.resource),
+                &info.name,
+                &why,
+            )
+        } else {
+            ApiError::forbidden_path(&why)
+        };
+        return ErrorResponse(err).into_response();
+    }
+    if !info.is_resource {
+        return non_resource(app, &info.path, &parts.headers);
+    }
+    // Long-running watches are not counted against the in-flight limit, as upstream.
+    let _permit = if info.verb == "watch" {
+        None
+    } else {
+        match app.inflight.try_acquire() {
+            Ok(p) => Some(p),
+            Err(_) => return ErrorResponse(ApiError::too_many_requests(1)).into_response(),
+        }
+    };
+    handlers::dispatch(app.clone(), info, parts.headers, query, body).await
+}
+
+fn health(app: &App, path: &str) -> Response {
+    if path.starts_with("/livez") || app.is_ready() {
+        text(StatusCode::OK, "ok")
+    } else {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "[-]informer-sync failed: not finished\nreadyz check failed",
+        )
+    }
+}
+
+fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let aggregated = discovery::wants_aggregated(accept);
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let found: Option<(Value, String)> = match segments.as_slice() {
+        ["version"] => Some((discovery::version(), "application/json".into())),
+        ["metrics"] => return text(StatusCode::OK, &app.metrics.render()),
+        ["api"] => Some(match aggregated {
+            Some(v) => (
+                discovery::aggregated(true),
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+            ),
+            None => (
+                discovery::core_versions(&app.server_address),
+                "application/json".into(),
+            ),
+        }),
+        ["apis"] => Some(match aggregated {
+            Some(v) => (
+                discovery::aggregated(false),
+                format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
+            ),
+            None => (discovery::group_list(), "application/json".into()),
+        }),
+        ["api", version] => {
+            discovery::resource_list("", version).map(|d| (d, "application/json".into()))
+        }
+        ["apis", group] => discovery::group(group).map(|d| (d, "application/json".into())),
+        ["apis", group, version] => {
+            discovery::resource_list(group, version).map(|d| (d, "application/json".into()))
+        }
+        ["openapi", "v2"] => openapi::v2().map(|d| (d, "application/json".into())),
+        ["openapi", "v3"] => openapi::v3_index().map(|d| (d, "application/json".into())),
+        ["openapi", "v3", rest @ ..] => {
+            openapi::v3_group_version(&rest.join("/")).map(|d| (d, "application/json".into()))
+        }
+        _ => None,
+    };
+    match found {
+        Some((body, content_type)) => {
+            let mut resp = json_response(StatusCode::OK, &body);
+            if let Ok(ct) = http::HeaderValue::from_str(&content_type) {
+                resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            resp
+        }
+        None => ErrorResponse(ApiError::path_not_found()).into_response(),
+    }
+}

@@ -219,3 +219,112 @@ pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+impl Server {
+    /// Runs kubectl with extra environment variables (e.g. `EDITOR` for `kubectl edit`).
+    pub fn kubectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(kubectl_binary());
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.output().expect("run kubectl")
+    }
+
+    /// Writes `contents` to a file named `name` in the server's temp dir; returns its path.
+    pub fn write_file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.data_dir.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// Starts a long-running kubectl (e.g. `get --watch`) in the background, its stdout and
+    /// stderr going to files; the process is killed when the handle drops.
+    pub fn kubectl_background(&self, args: &[&str]) -> Background {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stdout = self.data_dir.path().join(format!("bg-{n}.out"));
+        let stderr = self.data_dir.path().join(format!("bg-{n}.err"));
+        let child = Command::new(kubectl_binary())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).expect("bg stdout"))
+            .stderr(std::fs::File::create(&stderr).expect("bg stderr"))
+            .spawn()
+            .expect("run kubectl in the background");
+        Background {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A kubectl running in the background; killed on drop.
+pub struct Background {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Background {
+    /// What it has printed to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Whether it has exited (and with what status).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kube-rs client built from a kubeconfig file, as an unmodified kube-rs program would.
+pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig parses");
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kube-rs accepts the kubeconfig");
+    kube::Client::try_from(config).expect("kube-rs client")
+}
+
+impl Server {
+    /// A kube-rs client with this server's admin kubeconfig.
+    pub async fn kube(&self) -> kube::Client {
+        kube_client(&self.kubeconfig).await
+    }
+}
+
+/// A kube-rs watcher backoff for tests: retry every 200 ms (the default grows to 30 s,
+/// which would only slow a test that restarts the server down).
+pub struct QuickBackoff;
+
+impl Iterator for QuickBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::from_millis(200))
+    }
+}
+
+impl kube::runtime::utils::Backoff for QuickBackoff {
+    fn reset(&mut self) {}
+}

@@ -33,8 +33,32 @@ fn resets_status(def: &ResourceDef) -> bool {
     def.has_subresource("status") && def.plural != "nodes"
 }
 
+/// Empty metadata maps and lists are absent, as upstream's `omitempty` fields serialize:
+/// removing the last label or annotation leaves no `labels: {}` behind.
+fn drop_empty_metadata(obj: &mut Value) {
+    let m = meta::metadata_mut(obj);
+    for field in [
+        "labels",
+        "annotations",
+        "finalizers",
+        "ownerReferences",
+        "managedFields",
+    ] {
+        let empty = match m.get(field) {
+            Some(Value::Object(o)) => o.is_empty(),
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Null) => true,
+            _ => false,
+        };
+        if empty {
+            m.remove(field);
+        }
+    }
+}
+
 /// Server-set metadata for a new object.
 pub fn prepare_create(def: &ResourceDef, obj: &mut Value, namespace: &str) {
+    drop_empty_metadata(obj);
     let m = meta::metadata_mut(obj);
     for field in [
         "resourceVersion",
@@ -107,6 +131,7 @@ pub fn prepare_update(def: &ResourceDef, new: &mut Value, old: &Value, scope: Up
             }
         }
     }
+    drop_empty_metadata(new);
     let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
     let m = meta::metadata_mut(new);
     for field in [
@@ -333,6 +358,21 @@ mod tests {
         prepare_create(nodes, &mut node, "");
         assert!(node["metadata"].get("namespace").is_none());
         assert_eq!(node["status"]["capacity"]["pods"], "110");
+    }
+
+    #[test]
+    fn empty_metadata_maps_are_omitted() {
+        let cm = find("", "v1", "configmaps").unwrap();
+        let mut obj = json!({"metadata": {"name": "c", "labels": {}, "finalizers": [], "annotations": {"a": "b"}}});
+        prepare_create(cm, &mut obj, "ns");
+        assert!(obj["metadata"].get("labels").is_none());
+        assert!(obj["metadata"].get("finalizers").is_none());
+        assert_eq!(obj["metadata"]["annotations"]["a"], "b");
+        let old = obj.clone();
+        let mut new = obj.clone();
+        new["metadata"]["annotations"] = json!({});
+        prepare_update(cm, &mut new, &old, UpdateScope::Main);
+        assert!(new["metadata"].get("annotations").is_none());
     }
 
     #[test]

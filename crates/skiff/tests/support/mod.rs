@@ -328,3 +328,17 @@ impl Iterator for QuickBackoff {
 impl kube::runtime::utils::Backoff for QuickBackoff {
     fn reset(&mut self) {}
 }
+
+impl Server {
+    /// Runs kubectl with `stdin` expecting failure; returns stderr.
+    pub fn fails_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, Some(stdin));
+        assert!(
+            !out.status.success(),
+            "kubectl {} unexpectedly succeeded:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod meta;
 pub mod patch;
+pub mod quantity;
 pub mod selector;
 pub mod status;
 pub mod validation;

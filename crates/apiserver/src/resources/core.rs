@@ -817,7 +817,19 @@ pub struct ConfigMaps;
 impl Hooks for ConfigMaps {
     fn validate(&self, obj: &Value, _ctx: &Context<'_>) -> FieldErrors {
         let name = meta::name(obj);
-        check("metadata.name", name, dns1123_subdomain(name))
+        let mut errs = check("metadata.name", name, dns1123_subdomain(name));
+        errs.extend(super::config::validate_config_map_data(obj));
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, ctx: &Context<'_>) -> FieldErrors {
+        let mut errs = self.validate(new, ctx);
+        errs.extend(super::config::validate_immutable_data(
+            new,
+            old,
+            &["data", "binaryData"],
+        ));
+        errs
     }
 
     fn columns(&self) -> Vec<Column> {
@@ -843,11 +855,32 @@ pub struct Secrets;
 impl Hooks for Secrets {
     fn prepare_create(&self, obj: &mut Value, _ctx: &Context<'_>) {
         set_default(obj, "type", json!("Opaque"));
+        super::config::merge_string_data(obj);
+    }
+
+    fn prepare_update(&self, new: &mut Value, _old: &Value) {
+        set_default(new, "type", json!("Opaque"));
+        super::config::merge_string_data(new);
     }
 
     fn validate(&self, obj: &Value, _ctx: &Context<'_>) -> FieldErrors {
         let name = meta::name(obj);
-        check("metadata.name", name, dns1123_subdomain(name))
+        let mut errs = check("metadata.name", name, dns1123_subdomain(name));
+        errs.extend(super::config::validate_secret_data(obj));
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value, ctx: &Context<'_>) -> FieldErrors {
+        let mut errs = self.validate(new, ctx);
+        if new.get("type") != old.get("type") {
+            errs.push(FieldError::invalid(
+                "type",
+                new.get("type").unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
+        }
+        errs.extend(super::config::validate_immutable_data(new, old, &["data"]));
+        errs
     }
 
     fn fields(&self, obj: &Value) -> Vec<(&'static str, String)> {

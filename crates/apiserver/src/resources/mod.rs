@@ -2,7 +2,13 @@
 //! decoded (`Codec`) and what is special about it (`Hooks`). Adding a resource is one entry
 //! here plus, if it needs any, one small hooks module.
 
+mod apiext;
+mod common;
+mod config;
 mod core;
+mod networking;
+mod rbac;
+mod storage_res;
 mod strategy;
 
 use std::sync::LazyLock;
@@ -118,16 +124,16 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<core::v1::Pod>(d!("", "v1", "pods", "pod", "Pod", ns=true, short=&["po"], cat=ALL, sub=&["status", "binding", "eviction"], gen=false), self::core::Pods),
         def::<core::v1::Node>(d!("", "v1", "nodes", "node", "Node", ns=false, short=&["no"], cat=NONE, sub=STATUS, gen=false), self::core::Nodes),
         def::<core::v1::Service>(d!("", "v1", "services", "service", "Service", ns=true, short=&["svc"], cat=ALL, sub=STATUS, gen=false), self::core::Services),
-        def::<core::v1::Endpoints>(d!("", "v1", "endpoints", "endpoints", "Endpoints", ns=true, short=&["ep"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::Endpoints>(d!("", "v1", "endpoints", "endpoints", "Endpoints", ns=true, short=&["ep"], cat=NONE, sub=NONE, gen=false), self::config::Endpoints),
         def::<core::v1::ConfigMap>(d!("", "v1", "configmaps", "configmap", "ConfigMap", ns=true, short=&["cm"], cat=NONE, sub=NONE, gen=false), self::core::ConfigMaps),
         def::<core::v1::Secret>(d!("", "v1", "secrets", "secret", "Secret", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::core::Secrets),
-        def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=NONE, gen=false), Plain),
+        def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=NONE, gen=false), self::config::ServiceAccounts),
         def::<core::v1::Event>(d!("", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), Plain),
         def::<core::v1::ReplicationController>(d!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", ns=true, short=&["rc"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
-        def::<core::v1::PersistentVolume>(d!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", ns=false, short=&["pv"], cat=NONE, sub=STATUS, gen=false), Plain),
-        def::<core::v1::PersistentVolumeClaim>(d!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", ns=true, short=&["pvc"], cat=NONE, sub=STATUS, gen=false), Plain),
-        def::<core::v1::LimitRange>(d!("", "v1", "limitranges", "limitrange", "LimitRange", ns=true, short=&["limits"], cat=NONE, sub=NONE, gen=false), Plain),
-        def::<core::v1::ResourceQuota>(d!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", ns=true, short=&["quota"], cat=NONE, sub=STATUS, gen=false), Plain),
+        def::<core::v1::PersistentVolume>(d!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", ns=false, short=&["pv"], cat=NONE, sub=STATUS, gen=false), self::storage_res::PersistentVolumes),
+        def::<core::v1::PersistentVolumeClaim>(d!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", ns=true, short=&["pvc"], cat=NONE, sub=STATUS, gen=false), self::storage_res::PersistentVolumeClaims),
+        def::<core::v1::LimitRange>(d!("", "v1", "limitranges", "limitrange", "LimitRange", ns=true, short=&["limits"], cat=NONE, sub=NONE, gen=false), self::config::LimitRanges),
+        def::<core::v1::ResourceQuota>(d!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", ns=true, short=&["quota"], cat=NONE, sub=STATUS, gen=false), self::config::ResourceQuotas),
         def::<apps::v1::Deployment>(d!("apps", "v1", "deployments", "deployment", "Deployment", ns=true, short=&["deploy"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
         def::<apps::v1::ReplicaSet>(d!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", ns=true, short=&["rs"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
         def::<apps::v1::StatefulSet>(d!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", ns=true, short=&["sts"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
@@ -136,20 +142,20 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<batch::v1::Job>(d!("batch", "v1", "jobs", "job", "Job", ns=true, short=NONE, cat=ALL, sub=STATUS, gen=true), Plain),
         def::<batch::v1::CronJob>(d!("batch", "v1", "cronjobs", "cronjob", "CronJob", ns=true, short=&["cj"], cat=ALL, sub=STATUS, gen=true), Plain),
         def::<autoscaling::v2::HorizontalPodAutoscaler>(d!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), Plain),
-        def::<coordination::v1::Lease>(d!("coordination.k8s.io", "v1", "leases", "lease", "Lease", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<discovery::v1::EndpointSlice>(d!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
+        def::<coordination::v1::Lease>(d!("coordination.k8s.io", "v1", "leases", "lease", "Lease", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::Leases),
+        def::<discovery::v1::EndpointSlice>(d!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::EndpointSlices),
         def::<policy::v1::PodDisruptionBudget>(d!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", ns=true, short=&["pdb"], cat=NONE, sub=STATUS, gen=true), Plain),
-        def::<scheduling::v1::PriorityClass>(d!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", ns=false, short=&["pc"], cat=NONE, sub=NONE, gen=false), Plain),
-        def::<storage::v1::StorageClass>(d!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", ns=false, short=&["sc"], cat=NONE, sub=NONE, gen=false), Plain),
-        def::<networking::v1::Ingress>(d!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", ns=true, short=&["ing"], cat=NONE, sub=STATUS, gen=true), Plain),
-        def::<networking::v1::IngressClass>(d!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<networking::v1::NetworkPolicy>(d!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", ns=true, short=&["netpol"], cat=NONE, sub=NONE, gen=true), Plain),
-        def::<rbac::v1::Role>(d!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<rbac::v1::RoleBinding>(d!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<rbac::v1::ClusterRole>(d!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(d!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", ns=false, short=&["crd", "crds"], cat=&["api-extensions"], sub=STATUS, gen=true), Plain),
-        def::<certificates::v1::CertificateSigningRequest>(d!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", ns=false, short=&["csr"], cat=NONE, sub=&["status", "approval"], gen=false), Plain),
+        def::<scheduling::v1::PriorityClass>(d!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", ns=false, short=&["pc"], cat=NONE, sub=NONE, gen=false), self::config::PriorityClasses),
+        def::<storage::v1::StorageClass>(d!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", ns=false, short=&["sc"], cat=NONE, sub=NONE, gen=false), self::storage_res::StorageClasses),
+        def::<networking::v1::Ingress>(d!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", ns=true, short=&["ing"], cat=NONE, sub=STATUS, gen=true), self::networking::Ingresses),
+        def::<networking::v1::IngressClass>(d!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::networking::IngressClasses),
+        def::<networking::v1::NetworkPolicy>(d!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", ns=true, short=&["netpol"], cat=NONE, sub=NONE, gen=true), self::networking::NetworkPolicies),
+        def::<rbac::v1::Role>(d!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::Roles),
+        def::<rbac::v1::RoleBinding>(d!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::RoleBindings),
+        def::<rbac::v1::ClusterRole>(d!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::ClusterRoles),
+        def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::ClusterRoleBindings),
+        def::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(d!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", ns=false, short=&["crd", "crds"], cat=&["api-extensions"], sub=STATUS, gen=true), self::apiext::CustomResourceDefinitions),
+        def::<certificates::v1::CertificateSigningRequest>(d!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", ns=false, short=&["csr"], cat=NONE, sub=&["status", "approval"], gen=false), self::apiext::CertificateSigningRequests),
     ]
 });
 

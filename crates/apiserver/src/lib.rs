@@ -47,7 +47,7 @@ pub enum ServerError {
     Config(String),
     #[error("store: {0}")]
     Store(#[from] skiff_store::StoreError),
-    #[error("cannot listen on {addr}: {source} (is another server running? choose another --https-listen-port)")]
+    #[error("cannot listen on {addr} (is another server running? choose another --https-listen-port)")]
     Bind {
         addr: SocketAddr,
         #[source]

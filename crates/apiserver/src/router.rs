@@ -39,6 +39,7 @@ fn text(code: StatusCode, body: &str) -> Response {
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    let version = parts.version;
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let info = RequestInfo::parse(&parts.method, &path, &query);
@@ -64,6 +65,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             Some(user) => authorized(&app, user, info, parts, &query, body).await,
         }
     };
+    let mut resp = resp;
+    // A 413 leaves the rest of the body unread, so hyper drops the connection; an HTTP/1
+    // client must hear that, or it reuses a dead connection (Go's server says the same).
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && version <= http::Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     let code = resp.status().as_u16();
     app.metrics.observe(
         &verb_label,

@@ -81,6 +81,28 @@ fn translate(filter: &Filter, event: &CacheEvent) -> Option<(&'static str, Value
     }
 }
 
+fn stream_response(body: Body) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// A watch that ends at once with an ERROR event.
+fn error_event(err: &ApiError) -> axum::response::Response {
+    let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": err.to_status()}))
+        .unwrap_or_default();
+    line.push(b'\n');
+    stream_response(Body::from(line))
+}
+
 pub async fn watch(req: &Req) -> ApiResult {
     let filter = super::read::filter(req)?;
     let rv = req.param("resourceVersion").map(str::to_string);
@@ -122,7 +144,13 @@ pub async fn watch(req: &Req) -> ApiResult {
         .resource(req.def)
         .ok_or_else(ApiError::path_not_found)?
         .clone();
-    let sub = cache.subscribe(from, initial_state)?;
+    let sub = match cache.subscribe(from, initial_state) {
+        Ok(sub) => sub,
+        // Too old: upstream answers 200 with one ERROR event carrying the 410 Status,
+        // which is what makes clients (kube-rs, client-go) re-list.
+        Err(err) if err.code == 410 => return Ok(error_event(&err)),
+        Err(err) => return Err(err.into()),
+    };
     let mut enc = Encoder {
         def: req.def,
         table: negotiate(&req.headers) == Format::Table,
@@ -197,17 +225,7 @@ pub async fn watch(req: &Req) -> ApiResult {
         }
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let mut resp = axum::response::Response::new(Body::from_stream(stream));
-    *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache, private"),
-    );
-    Ok(resp)
+    Ok(stream_response(Body::from_stream(stream)))
 }
 
 #[cfg(test)]

@@ -34,24 +34,28 @@ fn decode_object(req: &Req, mut obj: Value) -> Result<(Value, Vec<String>), ApiE
             "the request body must be a JSON or YAML object",
         ));
     }
+    // Clients may leave apiVersion and kind out (the Python client's models do); the
+    // endpoint says what they are, as upstream's decoder defaults them.
+    if let Some(map) = obj.as_object_mut() {
+        for (field, value) in [
+            ("apiVersion", req.def.api_version()),
+            ("kind", req.def.kind.to_string()),
+        ] {
+            if map
+                .get(field)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                map.insert(field.to_string(), Value::String(value));
+            }
+        }
+    }
     let kind = meta::kind(&obj).to_string();
     let api_version = obj
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    if kind.is_empty() || api_version.is_empty() {
-        let what = if kind.is_empty() {
-            "Kind"
-        } else {
-            "apiVersion"
-        };
-        let body = serde_json::to_string(&obj).unwrap_or_default();
-        let shown: String = body.chars().take(256).collect();
-        return Err(ApiError::bad_request(format!(
-            "Object '{what}' is missing in '{shown}'"
-        )));
-    }
     if api_version != req.def.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",

@@ -298,3 +298,20 @@ fn oversize_bodies_are_413_and_the_server_keeps_serving() {
     assert!(server.fails(&["get", "cm", "big"]).contains("not found"));
     serving(&server);
 }
+
+/// `kubectl auth can-i` (SelfSubjectAccessReview) and `kubectl auth whoami`
+/// (SelfSubjectReview): how users check what the admin kubeconfig may do.
+#[test]
+fn auth_can_i_and_whoami() {
+    let server = Server::start();
+    assert_eq!(
+        server.ok(&["auth", "can-i", "create", "pods"]).trim(),
+        "yes"
+    );
+    assert_eq!(server.ok(&["auth", "can-i", "*", "*"]).trim(), "yes");
+    let out = server.ok(&["auth", "whoami"]);
+    assert!(
+        out.contains("admin") && out.contains("system:masters"),
+        "{out}"
+    );
+}

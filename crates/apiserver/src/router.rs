@@ -175,10 +175,11 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         ["apis", group, version] => {
             discovery::resource_list(group, version).map(|d| (d, "application/json".into()))
         }
-        ["openapi", "v2"] => openapi::v2().map(|d| (d, "application/json".into())),
-        ["openapi", "v3"] => openapi::v3_index().map(|d| (d, "application/json".into())),
+        // Large, pre-serialized documents: sent as bytes, not through a Value.
+        ["openapi", "v2"] => return openapi::respond(openapi::v2(accept)),
+        ["openapi", "v3"] => return openapi::respond(openapi::v3_index()),
         ["openapi", "v3", rest @ ..] => {
-            openapi::v3_group_version(&rest.join("/")).map(|d| (d, "application/json".into()))
+            return openapi::respond(openapi::v3_group_version(&rest.join("/")))
         }
         _ => None,
     };

@@ -296,8 +296,12 @@ pub struct WatchCache {
 
 impl WatchCache {
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        // One cache per stored resource, keyed by its plural (the store prefix segment).
+        // Other served versions of it (`conversion` set) share that cache: it holds
+        // storage-form objects, converted per response.
         let caches = resources::RESOURCES
             .iter()
+            .filter(|def| def.conversion.is_none())
             .map(|def| (def.plural, Arc::new(ResourceCache::new(def))))
             .collect();
         Arc::new(Self {

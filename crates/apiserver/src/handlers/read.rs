@@ -62,6 +62,14 @@ pub async fn get(req: &Req) -> ApiResult {
 
 /// One object in the format asked for (a Table has a single row).
 pub fn render_one(req: &Req, code: StatusCode, obj: &Value) -> axum::response::Response {
+    // A stored object goes out in the version the client asked for.
+    let converted;
+    let obj = if req.def.conversion.is_some() {
+        converted = req.def.from_storage(obj.clone());
+        &converted
+    } else {
+        obj
+    };
     match negotiate(&req.headers) {
         Format::Table => {
             let include = req.param("includeObject").unwrap_or("Metadata");
@@ -140,6 +148,22 @@ pub fn render_list(
     if let Some(r) = remaining {
         list_meta["remainingItemCount"] = json!(r);
     }
+    // Stored objects go out in the version the client asked for (the cache's serialized
+    // JSON is the storage form, so a converted list is built from values).
+    let items = match items {
+        Items::Cached(objs) if req.def.conversion.is_some() => Items::Values(
+            objs.iter()
+                .map(|o| req.def.from_storage(o.value.clone()))
+                .collect(),
+        ),
+        Items::Values(values) if req.def.conversion.is_some() => Items::Values(
+            values
+                .into_iter()
+                .map(|v| req.def.from_storage(v))
+                .collect(),
+        ),
+        other => other,
+    };
     let format = negotiate(&req.headers);
     if format == Format::Table || format == Format::Yaml {
         let values: Vec<Value> = match items {

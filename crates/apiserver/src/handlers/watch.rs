@@ -32,6 +32,14 @@ struct Encoder {
 
 impl Encoder {
     fn line(&mut self, kind: &str, object: &Value) -> Bytes {
+        // Cached objects are in the storage version; send the one the client watches.
+        let converted;
+        let object = if self.def.conversion.is_some() && kind != "BOOKMARK" {
+            converted = self.def.from_storage(object.clone());
+            &converted
+        } else {
+            object
+        };
         let object = if self.table && kind != "BOOKMARK" {
             let meta = json!({"resourceVersion": skiff_api::meta::resource_version(object)});
             let t = crate::table::table(

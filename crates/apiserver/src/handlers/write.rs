@@ -94,7 +94,8 @@ fn decode_object(req: &Req, mut obj: Value) -> Result<(Value, Vec<String>), ApiE
             list.join(", ")
         )));
     }
-    Ok((normalized, unknown))
+    // Everything after decoding (defaults, validation, the store) sees the storage version.
+    Ok((req.def.to_storage(normalized), unknown))
 }
 
 fn with_warnings(
@@ -381,8 +382,10 @@ pub async fn patch(req: &Req, body: Body) -> ApiResult {
     let stored = write_with(
         req,
         |current| {
+            // The patch is written against the version the client uses.
+            let current = req.def.from_storage(current.clone());
             let patched =
-                crate::patch::apply_patch(&patch_kind, req.def.kind, current, &patch_body)?;
+                crate::patch::apply_patch(&patch_kind, req.def.kind, &current, &patch_body)?;
             let (obj, _) = decode_object(req, patched)?;
             Ok(obj)
         },
@@ -415,10 +418,12 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
     let stored = write_with(
         req,
         |current| {
+            // The applied configuration is in the version the client uses.
+            let current = req.def.from_storage(current.clone());
             let merged = crate::patch::apply_patch(
                 "application/strategic-merge-patch+json",
                 req.def.kind,
-                current,
+                &current,
                 &config,
             )?;
             Ok(decode_object(req, merged)?.0)

@@ -160,7 +160,7 @@ pub fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
-fn validate_pod_spec(spec: &Value, path: &str, errs: &mut FieldErrors) {
+pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut FieldErrors) {
     let containers = spec.get("containers").and_then(Value::as_array);
     match containers {
         None => errs.push(FieldError::required(format!("{path}.containers"), "")),

@@ -5,11 +5,18 @@
 mod apiext;
 mod common;
 mod config;
+mod apps;
+mod autoscaling;
+mod batch;
 mod core;
+mod cron;
+mod events;
+mod policy;
 mod networking;
 mod rbac;
 mod storage_res;
 mod strategy;
+mod workload;
 
 use std::sync::LazyLock;
 
@@ -33,6 +40,19 @@ pub struct ResourceDef {
     pub hooks: Box<dyn Hooks>,
     /// Whether spec changes bump `metadata.generation` (types with a spec/status split).
     pub generation: bool,
+    /// For a version that is not the one stored (autoscaling/v1 HPA, events.k8s.io/v1
+    /// Event): how its objects convert to and from the storage version. Such a resource
+    /// shares the storage version's plural, store keys and watch cache.
+    pub conversion: Option<Conversion>,
+}
+
+/// Conversion between a served version and the storage version of the same objects.
+pub struct Conversion {
+    /// This version → storage form: applied to a request body right after decoding, so
+    /// defaults, validation and the store all see the storage form.
+    pub to_storage: fn(serde_json::Value) -> serde_json::Value,
+    /// Storage form → this version: applied to every object a response or watch carries.
+    pub from_storage: fn(serde_json::Value) -> serde_json::Value,
 }
 
 impl ResourceDef {
@@ -54,6 +74,22 @@ impl ResourceDef {
 
     pub fn group_kind(&self) -> skiff_api::GroupKind {
         skiff_api::GroupKind::new(self.group, self.kind)
+    }
+
+    /// An object as the storage version holds it (unchanged for a storage version).
+    pub fn to_storage(&self, obj: serde_json::Value) -> serde_json::Value {
+        match &self.conversion {
+            Some(c) => (c.to_storage)(obj),
+            None => obj,
+        }
+    }
+
+    /// A stored object as this version shows it (unchanged for a storage version).
+    pub fn from_storage(&self, obj: serde_json::Value) -> serde_json::Value {
+        match &self.conversion {
+            Some(c) => (c.from_storage)(obj),
+            None => obj,
+        }
     }
 
     /// The store prefix of every object of this resource.
@@ -92,6 +128,16 @@ where
         codec: Box::new(Typed::<T>::new()),
         hooks: Box::new(hooks),
         generation: d.generation,
+        conversion: None,
+    }
+}
+
+impl ResourceDef {
+    /// Serves this entry as a converted view of the storage version with the same plural
+    /// (which must be listed before it in `RESOURCES`).
+    fn stored_as(mut self, conversion: Conversion) -> Self {
+        self.conversion = Some(conversion);
+        self
     }
 }
 
@@ -128,23 +174,29 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<core::v1::ConfigMap>(d!("", "v1", "configmaps", "configmap", "ConfigMap", ns=true, short=&["cm"], cat=NONE, sub=NONE, gen=false), self::core::ConfigMaps),
         def::<core::v1::Secret>(d!("", "v1", "secrets", "secret", "Secret", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::core::Secrets),
         def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=NONE, gen=false), self::config::ServiceAccounts),
-        def::<core::v1::Event>(d!("", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), Plain),
-        def::<core::v1::ReplicationController>(d!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", ns=true, short=&["rc"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
+        def::<core::v1::Event>(d!("", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), self::events::Events),
+        def::<core::v1::ReplicationController>(d!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", ns=true, short=&["rc"], cat=ALL, sub=STATUS_SCALE, gen=true), self::apps::ReplicationControllers),
         def::<core::v1::PersistentVolume>(d!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", ns=false, short=&["pv"], cat=NONE, sub=STATUS, gen=false), self::storage_res::PersistentVolumes),
         def::<core::v1::PersistentVolumeClaim>(d!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", ns=true, short=&["pvc"], cat=NONE, sub=STATUS, gen=false), self::storage_res::PersistentVolumeClaims),
         def::<core::v1::LimitRange>(d!("", "v1", "limitranges", "limitrange", "LimitRange", ns=true, short=&["limits"], cat=NONE, sub=NONE, gen=false), self::config::LimitRanges),
         def::<core::v1::ResourceQuota>(d!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", ns=true, short=&["quota"], cat=NONE, sub=STATUS, gen=false), self::config::ResourceQuotas),
-        def::<apps::v1::Deployment>(d!("apps", "v1", "deployments", "deployment", "Deployment", ns=true, short=&["deploy"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
-        def::<apps::v1::ReplicaSet>(d!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", ns=true, short=&["rs"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
-        def::<apps::v1::StatefulSet>(d!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", ns=true, short=&["sts"], cat=ALL, sub=STATUS_SCALE, gen=true), Plain),
-        def::<apps::v1::DaemonSet>(d!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", ns=true, short=&["ds"], cat=ALL, sub=STATUS, gen=true), Plain),
-        def::<apps::v1::ControllerRevision>(d!("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), Plain),
-        def::<batch::v1::Job>(d!("batch", "v1", "jobs", "job", "Job", ns=true, short=NONE, cat=ALL, sub=STATUS, gen=true), Plain),
-        def::<batch::v1::CronJob>(d!("batch", "v1", "cronjobs", "cronjob", "CronJob", ns=true, short=&["cj"], cat=ALL, sub=STATUS, gen=true), Plain),
-        def::<autoscaling::v2::HorizontalPodAutoscaler>(d!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), Plain),
+        def::<apps::v1::Deployment>(d!("apps", "v1", "deployments", "deployment", "Deployment", ns=true, short=&["deploy"], cat=ALL, sub=STATUS_SCALE, gen=true), self::apps::Deployments),
+        def::<apps::v1::ReplicaSet>(d!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", ns=true, short=&["rs"], cat=ALL, sub=STATUS_SCALE, gen=true), self::apps::ReplicaSets),
+        def::<apps::v1::StatefulSet>(d!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", ns=true, short=&["sts"], cat=ALL, sub=STATUS_SCALE, gen=true), self::apps::StatefulSets),
+        def::<apps::v1::DaemonSet>(d!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", ns=true, short=&["ds"], cat=ALL, sub=STATUS, gen=true), self::apps::DaemonSets),
+        def::<apps::v1::ControllerRevision>(d!("apps", "v1", "controllerrevisions", "controllerrevision", "ControllerRevision", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::apps::ControllerRevisions),
+        def::<batch::v1::Job>(d!("batch", "v1", "jobs", "job", "Job", ns=true, short=NONE, cat=ALL, sub=STATUS, gen=true), self::batch::Jobs),
+        def::<batch::v1::CronJob>(d!("batch", "v1", "cronjobs", "cronjob", "CronJob", ns=true, short=&["cj"], cat=ALL, sub=STATUS, gen=true), self::batch::CronJobs),
+        def::<autoscaling::v2::HorizontalPodAutoscaler>(d!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), self::autoscaling::HorizontalPodAutoscalers),
+        // Served from the autoscaling/v2 objects above (after them: v2 stays preferred).
+        def::<autoscaling::v1::HorizontalPodAutoscaler>(d!("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), self::autoscaling::HorizontalPodAutoscalersV1)
+            .stored_as(Conversion { to_storage: self::autoscaling::v1_to_v2, from_storage: self::autoscaling::v2_to_v1 }),
         def::<coordination::v1::Lease>(d!("coordination.k8s.io", "v1", "leases", "lease", "Lease", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::Leases),
         def::<discovery::v1::EndpointSlice>(d!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::EndpointSlices),
-        def::<policy::v1::PodDisruptionBudget>(d!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", ns=true, short=&["pdb"], cat=NONE, sub=STATUS, gen=true), Plain),
+        def::<policy::v1::PodDisruptionBudget>(d!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", ns=true, short=&["pdb"], cat=NONE, sub=STATUS, gen=true), self::policy::PodDisruptionBudgets),
+        // Served from the core/v1 Events above.
+        def::<events::v1::Event>(d!("events.k8s.io", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), self::events::EventsV1)
+            .stored_as(Conversion { to_storage: self::events::events_to_core, from_storage: self::events::core_to_events }),
         def::<scheduling::v1::PriorityClass>(d!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", ns=false, short=&["pc"], cat=NONE, sub=NONE, gen=false), self::config::PriorityClasses),
         def::<storage::v1::StorageClass>(d!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", ns=false, short=&["sc"], cat=NONE, sub=NONE, gen=false), self::storage_res::StorageClasses),
         def::<networking::v1::Ingress>(d!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", ns=true, short=&["ing"], cat=NONE, sub=STATUS, gen=true), self::networking::Ingresses),
@@ -166,9 +218,12 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// Finds the resource whose objects live under a store prefix segment (`pods`).
+/// Finds the resource whose objects live under a store prefix segment (`pods`): the
+/// storage version where several versions share the plural.
 pub fn by_storage(plural: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.plural == plural && r.conversion.is_none())
 }
 
 /// Group/versions served, in discovery order (core first).

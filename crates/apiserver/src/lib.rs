@@ -20,6 +20,7 @@ mod request_info;
 pub mod resources;
 mod router;
 mod server;
+mod ssa;
 mod storage;
 mod table;
 mod watchcache;
@@ -47,7 +48,9 @@ pub enum ServerError {
     Config(String),
     #[error("store: {0}")]
     Store(#[from] skiff_store::StoreError),
-    #[error("cannot listen on {addr} (is another server running? choose another --https-listen-port)")]
+    #[error(
+        "cannot listen on {addr} (is another server running? choose another --https-listen-port)"
+    )]
     Bind {
         addr: SocketAddr,
         #[source]

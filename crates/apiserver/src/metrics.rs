@@ -71,9 +71,63 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The registry in Prometheus text format 0.0.4, what kube-apiserver serves and
+    /// scrapers of it expect (prometheus-client writes OpenMetrics).
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let mut open = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut open, &self.registry);
+        openmetrics_to_prometheus(&open)
+    }
+}
+
+/// OpenMetrics names a counter family without `_total` and ends with `# EOF`; Prometheus
+/// text names the family as its samples are named.
+fn openmetrics_to_prometheus(open: &str) -> String {
+    let counters: Vec<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# TYPE ", "# HELP "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_as_their_samples_in_prometheus_text() {
+        let m = Metrics::default();
+        m.observe("LIST", "pods", 200, 0.003);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE apiserver_request_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP apiserver_request_total "), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("apiserver_request_total{") && l.contains("verb=\"LIST\"")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE apiserver_request_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
     }
 }

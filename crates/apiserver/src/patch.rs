@@ -17,14 +17,14 @@ pub fn apply_patch(
                 .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &ops).map_err(|e| {
-                let mut err = ApiError::invalid(
-                    &skiff_api::GroupKind::new("", kind),
-                    skiff_api::meta::name(current),
-                    &Default::default(),
-                );
+                // Upstream: a 422 Invalid with no details, so kubectl prints "The request
+                // is invalid: ..." rather than naming an object.
+                tracing::debug!(%e, "JSON patch failed");
+                let mut err =
+                    ApiError::invalid(&skiff_api::GroupKind::new("", ""), "", &Default::default());
                 err.message =
-                    format!("the server rejected our request due to an error in our request: {e}");
-                err.details.causes.clear();
+                    "the server rejected our request due to an error in our request".into();
+                err.details = Box::default();
                 err
             })?;
             Ok(doc)

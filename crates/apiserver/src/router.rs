@@ -150,7 +150,14 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         .collect();
     let found: Option<(Value, String)> = match segments.as_slice() {
         ["version"] => Some((discovery::version(), "application/json".into())),
-        ["metrics"] => return text(StatusCode::OK, &app.metrics.render()),
+        ["metrics"] => {
+            let body = bytes::Bytes::from(app.metrics.render());
+            return bytes_response(
+                StatusCode::OK,
+                body,
+                "text/plain; version=0.0.4; charset=utf-8",
+            );
+        }
         ["api"] => Some(match aggregated {
             Some(v) => (
                 discovery::aggregated(true),

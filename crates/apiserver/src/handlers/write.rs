@@ -89,8 +89,9 @@ fn decode_object(req: &Req, mut obj: Value) -> Result<(Value, Vec<String>), ApiE
             .iter()
             .map(|f| format!("unknown field \"{f}\""))
             .collect();
+        let (kind, version) = (req.def.kind, req.def.version);
         return Err(ApiError::bad_request(format!(
-            "strict decoding error: {}",
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
             list.join(", ")
         )));
     }
@@ -199,17 +200,42 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
             }
             Err(WriteConflict::Claim) if req.def.hooks.allocates(&obj) => continue,
             Err(WriteConflict::Claim) => {
+                let taken = taken_claims(req, &claims, &key).await?;
                 return Err(ApiError::invalid(
                     &req.def.group_kind(),
                     &name,
-                    &req.def.hooks.claim_conflict(&candidate),
-                ))
+                    &req.def.hooks.claim_conflict(&candidate, &taken),
+                ));
             }
         }
     }
     Err(ApiError::internal(
         "could not pick a free name or address after several attempts; try again",
     ))
+}
+
+/// Which of `claims` another object holds (a claim's value is its holder's key).
+async fn taken_claims(
+    req: &Req,
+    claims: &[String],
+    own_key: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mut taken = Vec::new();
+    for claim in claims {
+        if let Some(holder) = req
+            .app
+            .storage
+            .store
+            .get(claim.as_bytes())
+            .await
+            .map_err(crate::storage::store_error)?
+        {
+            if holder.value.as_ref() != own_key.as_bytes() {
+                taken.push(claim.clone());
+            }
+        }
+    }
+    Ok(taken)
 }
 
 fn scope(req: &Req) -> UpdateScope {
@@ -330,11 +356,12 @@ pub async fn write_with(
                 return Err(ApiError::stale(&gr, &req.info.name))
             }
             Err(WriteConflict::Claim) => {
+                let taken = taken_claims(req, &add, &key).await?;
                 return Err(ApiError::invalid(
                     &req.def.group_kind(),
                     &req.info.name,
-                    &req.def.hooks.claim_conflict(&new),
-                ))
+                    &req.def.hooks.claim_conflict(&new, &taken),
+                ));
             }
         }
     }
@@ -395,8 +422,9 @@ pub async fn patch(req: &Req, body: Body) -> ApiResult {
     Ok(render_one(req, StatusCode::OK, &stored))
 }
 
-/// Server-side apply, simplified: the applied configuration creates the object or is
-/// merged onto it (strategic merge). Field ownership and conflicts are not tracked.
+/// Server-side apply: the applied configuration creates the object or is merged onto it
+/// (strategic merge), with field ownership per manager in `managedFields` (see `ssa.rs`):
+/// conflicts are a 409 unless `force=true`, and fields a manager stops applying go.
 async fn apply(req: &Req, config: Value) -> ApiResult {
     if req.param("fieldManager").is_none() {
         return Err(ApiError::invalid(
@@ -409,9 +437,15 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
         )
         .into());
     }
+    let manager = req.param("fieldManager").unwrap_or_default().to_string();
+    let force = req.param("force") == Some("true");
+    let now = lifecycle::now_rfc3339();
+    let (kind, api_version) = (req.def.kind, req.def.api_version());
     let key = req.key(&req.info.name);
     if req.app.storage.get(&key).await?.is_none() {
-        let (obj, unknown) = decode_object(req, config)?;
+        let mut obj = config.clone();
+        crate::ssa::record(None, &mut obj, &config, &manager, kind, &api_version, &now);
+        let (obj, unknown) = decode_object(req, obj)?;
         let (code, stored) = create_object(req, obj).await?;
         return Ok(with_warnings(render_one(req, code, &stored), &unknown, req));
     }
@@ -420,12 +454,31 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
         |current| {
             // The applied configuration is in the version the client uses.
             let current = req.def.from_storage(current.clone());
-            let merged = crate::patch::apply_patch(
+            if !force {
+                let conflicts = crate::ssa::conflicts(&current, &config, &manager, kind);
+                if !conflicts.is_empty() {
+                    return Err(crate::ssa::conflict_error(
+                        &req.def.group_resource(),
+                        &req.info.name,
+                        &conflicts,
+                    ));
+                }
+            }
+            let mut merged = crate::patch::apply_patch(
                 "application/strategic-merge-patch+json",
                 req.def.kind,
                 &current,
                 &config,
             )?;
+            crate::ssa::record(
+                Some(&current),
+                &mut merged,
+                &config,
+                &manager,
+                kind,
+                &api_version,
+                &now,
+            );
             Ok(decode_object(req, merged)?.0)
         },
         None,

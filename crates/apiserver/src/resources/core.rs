@@ -547,14 +547,37 @@ impl Hooks for Services {
         ip.is_empty() || ports_missing
     }
 
-    fn claim_conflict(&self, obj: &Value) -> FieldErrors {
+    fn claim_conflict(&self, obj: &Value, taken: &[String]) -> FieldErrors {
         let mut errs = FieldErrors::default();
         let ip = str_at(obj, "/spec/clusterIP");
-        errs.push(FieldError::invalid(
-            "spec.clusterIPs",
-            &json!([ip]),
-            format!("failed to allocate IP {ip}: provided IP is already allocated (or one of the node ports is: spec.ports[*].nodePort)"),
-        ));
+        if taken.contains(&crate::ipalloc::ip_claim(ip)) {
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs",
+                &json!([ip]),
+                format!("failed to allocate IP {ip}: provided IP is already allocated"),
+            ));
+        }
+        for (i, port) in obj
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(np) = port["nodePort"].as_i64() else {
+                continue;
+            };
+            if taken.contains(&crate::ipalloc::node_port_claim(
+                port["protocol"].as_str().unwrap_or("TCP"),
+                np,
+            )) {
+                errs.push(FieldError::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    &json!(np),
+                    "provided port is already allocated",
+                ));
+            }
+        }
         errs
     }
 

@@ -161,8 +161,8 @@ pub trait Hooks: Send + Sync {
         false
     }
 
-    /// The field errors for claims another object already holds.
-    fn claim_conflict(&self, _obj: &Value) -> FieldErrors {
+    /// The field errors for `taken`: the claims of `obj` another object already holds.
+    fn claim_conflict(&self, _obj: &Value, _taken: &[String]) -> FieldErrors {
         FieldErrors::default()
     }
 

@@ -125,6 +125,11 @@ pub fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             .map_err(|_| ApiError::bad_request("the YAML body is not valid UTF-8"))?;
         serde_saphyr::from_str::<Value>(text)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))
+    } else if content_type.starts_with(skiff_k8sproto::CONTENT_TYPE) {
+        // Typed Go clients (kubectl create/expose/autoscale, controllers) send
+        // protobuf; it is decoded into the JSON a JSON client would have sent.
+        skiff_k8sproto::decode_body(body)
+            .map_err(|e| ApiError::bad_request(format!("decoding the protobuf request body: {e}")))
     } else if content_type.starts_with("application/json")
         || content_type.contains("+json")
         || content_type.starts_with("*/*")
@@ -217,6 +222,6 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
         );
-        assert_eq!(parse_body(&h, b"x").unwrap_err().code, 415);
+        assert_eq!(parse_body(&h, b"x").unwrap_err().code, 400);
     }
 }

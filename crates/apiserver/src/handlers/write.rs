@@ -496,11 +496,14 @@ struct DeleteOptions {
 }
 
 fn delete_options(req: &Req, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    // Typed Go clients send DeleteOptions as protobuf; parse_body reads every format.
     let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
+        parse_body(&req.headers, body).map_err(|mut e| {
+            e.message = format!("DeleteOptions: {}", e.message);
+            e
+        })?
     };
     let grace = opts["gracePeriodSeconds"]
         .as_i64()

@@ -3,16 +3,16 @@
 //! here plus, if it needs any, one small hooks module.
 
 mod apiext;
-mod common;
-mod config;
 mod apps;
 mod autoscaling;
 mod batch;
+mod common;
+mod config;
 mod core;
 mod cron;
 mod events;
-mod policy;
 mod networking;
+mod policy;
 mod rbac;
 mod storage_res;
 mod strategy;

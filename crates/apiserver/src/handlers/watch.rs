@@ -18,7 +18,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Req;
 use crate::http::{negotiate, ApiResult, Format};
 use crate::resources::ResourceDef;
-use crate::watchcache::{CacheEvent, EventType, Filter};
+use crate::watchcache::{CacheEvent, CachedObject, EventType, Filter};
 
 /// How often an idle watch with bookmarks enabled gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
@@ -60,6 +60,25 @@ impl Encoder {
         Bytes::from(out)
     }
 
+    /// One event line. The common case (JSON, stored version) splices the cached object's
+    /// bytes: with many watchers, serializing once per event instead of once per watcher
+    /// is most of the fan-out cost.
+    fn emit(&mut self, kind: &str, obj: Obj<'_>) -> Bytes {
+        match obj {
+            Obj::Cached(o) if !self.table && self.def.conversion.is_none() => {
+                let mut out = Vec::with_capacity(o.json.len() + 32);
+                out.extend_from_slice(b"{\"type\":\"");
+                out.extend_from_slice(kind.as_bytes());
+                out.extend_from_slice(b"\",\"object\":");
+                out.extend_from_slice(&o.json);
+                out.extend_from_slice(b"}\n");
+                Bytes::from(out)
+            }
+            Obj::Cached(o) => self.line(kind, &o.value),
+            Obj::Owned(v) => self.line(kind, &v),
+        }
+    }
+
     fn bookmark(&mut self, revision: i64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": revision.to_string()});
         if initial_end {
@@ -72,18 +91,27 @@ impl Encoder {
 }
 
 /// What one change means to a watcher with this filter.
-fn translate(filter: &Filter, event: &CacheEvent) -> Option<(&'static str, Value)> {
+/// An event's object: the cached one (shared, already serialized) or one made for this
+/// watcher.
+enum Obj<'a> {
+    Cached(&'a CachedObject),
+    Owned(Value),
+}
+
+/// What one change means to a watcher with this filter.
+fn translate<'a>(filter: &Filter, event: &'a CacheEvent) -> Option<(&'static str, Obj<'a>)> {
     let now = event.kind != EventType::Deleted && filter.matches(&event.object);
     let before = event.prev.as_ref().is_some_and(|p| filter.matches(p));
+    let cached = Obj::Cached(&event.object);
     match (before, now, event.kind) {
-        (_, _, EventType::Deleted) if before => Some(("DELETED", event.object.value.clone())),
-        (false, true, _) => Some(("ADDED", event.object.value.clone())),
-        (true, true, _) => Some(("MODIFIED", event.object.value.clone())),
+        (_, _, EventType::Deleted) if before => Some(("DELETED", cached)),
+        (false, true, _) => Some(("ADDED", cached)),
+        (true, true, _) => Some(("MODIFIED", cached)),
         (true, false, _) => {
             // Left the selection: deleted as far as this watcher can see.
             let mut obj = event.object.value.clone();
             skiff_api::meta::set_meta(&mut obj, "resourceVersion", event.rv.to_string());
-            Some(("DELETED", obj))
+            Some(("DELETED", Obj::Owned(obj)))
         }
         _ => None,
     }
@@ -180,9 +208,9 @@ pub async fn watch(req: &Req) -> ApiResult {
             let line = if initial_state {
                 filter
                     .matches(&event.object)
-                    .then(|| enc.line("ADDED", &event.object.value))
+                    .then(|| enc.emit("ADDED", Obj::Cached(&event.object)))
             } else {
-                translate(&filter, event).map(|(kind, obj)| enc.line(kind, &obj))
+                translate(&filter, event).map(|(kind, obj)| enc.emit(kind, obj))
             };
             if let Some(line) = line {
                 if !send(line).await {
@@ -220,7 +248,7 @@ pub async fn watch(req: &Req) -> ApiResult {
                         }
                         last = event.rv;
                         if let Some((kind, obj)) = translate(&filter, &event) {
-                            if !send(enc.line(kind, &obj)).await {
+                            if !send(enc.emit(kind, obj)).await {
                                 return;
                             }
                         }
@@ -239,7 +267,6 @@ pub async fn watch(req: &Req) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watchcache::CachedObject;
     use serde_json::json;
     use skiff_api::selector::LabelSelector;
     use std::sync::Arc;

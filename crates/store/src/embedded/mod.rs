@@ -54,6 +54,10 @@ pub struct EmbeddedOptions {
     /// Check every page's checksum when opening, so a damaged file is refused with an error
     /// instead of failing later. Costs a read of the whole file at start.
     pub verify_on_open: bool,
+    /// Checkpoint (sync redb, empty the write-ahead log) after this long...
+    pub checkpoint_interval: Duration,
+    /// ...or once the log holds this many bytes: bounds the log and crash replay time.
+    pub checkpoint_log_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -63,6 +67,8 @@ impl Default for EmbeddedOptions {
             max_batch: 1024,
             watch_buffer_bytes: 16 << 20,
             verify_on_open: true,
+            checkpoint_interval: Duration::from_secs(30),
+            checkpoint_log_bytes: 64 << 20,
         }
     }
 }
@@ -163,6 +169,9 @@ impl EmbeddedStore {
             wal,
             seq,
             last_checkpoint: Instant::now(),
+            flusher: None,
+            checkpoint_interval: opts.checkpoint_interval,
+            checkpoint_log_bytes: opts.checkpoint_log_bytes,
             broken: None,
         };
         let thread = std::thread::Builder::new()

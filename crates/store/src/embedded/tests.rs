@@ -180,3 +180,31 @@ async fn acknowledged_writes_missing_from_redb_are_replayed_from_the_log() {
     assert_eq!(again.current_revision().await.unwrap(), start + 21);
     assert_eq!(std::fs::metadata(wal_path(&crashed)).unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn checkpoints_empty_the_log_while_writes_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let opts = EmbeddedOptions {
+        checkpoint_log_bytes: 2048,
+        ..EmbeddedOptions::default()
+    };
+    let store = EmbeddedStore::open(&path, opts).unwrap();
+    for i in 0..300 {
+        put(&store, &format!("/k/{i}"), &"v".repeat(64)).await;
+    }
+    // 300 writes of ~100 bytes logged: without checkpoints the log would hold ~30 KiB.
+    let wait = std::time::Instant::now();
+    while std::fs::metadata(wal_path(&path)).unwrap().len() > 8192 {
+        assert!(
+            wait.elapsed() < std::time::Duration::from_secs(10),
+            "the log was never checkpointed"
+        );
+        put(&store, "/tick", "t").await;
+    }
+    // What was checkpointed is in redb itself: a copy without the log has it.
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let reopened = EmbeddedStore::open(&copy, EmbeddedOptions::default()).unwrap();
+    assert!(reopened.count(b"/k/").await.unwrap() >= 250);
+}

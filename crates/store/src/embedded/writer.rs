@@ -140,6 +140,10 @@ pub(crate) struct Writer {
     /// Sequence number of the last logged batch.
     pub seq: u64,
     pub last_checkpoint: Instant,
+    /// A side thread flushing the data file's dirty pages ahead of a checkpoint.
+    pub flusher: Option<std::thread::JoinHandle<()>>,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_log_bytes: u64,
     /// Set when redb failed after a batch was logged: memory and log disagree, so no more
     /// writes until a restart replays the log.
     pub broken: Option<String>,
@@ -150,10 +154,6 @@ pub(crate) struct Writer {
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Revisions of compacted history removed per commit, so clean-up never stalls writes.
 const PURGE_SLICE: i64 = 512;
-/// Checkpoint when the log grows past this, or this long after the last checkpoint:
-/// bounds both the log on disk and the replay time after a crash.
-const CHECKPOINT_BYTES: u64 = 64 << 20;
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
 
 impl Writer {
     pub fn run(mut self) {
@@ -161,6 +161,9 @@ impl Writer {
             let now = Instant::now();
             let wait = if self.purge_pending {
                 Duration::ZERO
+            } else if self.flusher.is_some() {
+                // Notice soon when the pre-flush is done, even with no writes coming.
+                Duration::from_millis(5)
             } else {
                 self.shared
                     .leases
@@ -186,13 +189,45 @@ impl Writer {
             if !batch.is_empty() || !expired.is_empty() || self.purge_pending {
                 self.commit(batch, expired);
             }
-            if self.wal.size > CHECKPOINT_BYTES || self.last_checkpoint.elapsed() > CHECKPOINT_EVERY
-            {
-                self.checkpoint();
-            }
+            self.maybe_checkpoint();
         }
         // Closing: make redb durable so the next open has no log to replay.
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
         self.checkpoint();
+    }
+
+    /// Checkpoints in two steps so writers are not stalled: first a side thread fsyncs
+    /// the data file (fsync flushes the inode's dirty pages, whichever descriptor asks),
+    /// which takes most of the time while this thread keeps committing batches; then the
+    /// durable commit here has little left to write.
+    fn maybe_checkpoint(&mut self) {
+        let due = self.wal.size > self.checkpoint_log_bytes
+            || self.last_checkpoint.elapsed() > self.checkpoint_interval;
+        match &self.flusher {
+            None if due && self.wal.size > 0 => {
+                let path = self.shared.path.clone();
+                let spawned = std::thread::Builder::new().name("skiff-store-flush".into()).spawn(move || {
+                    if let Err(err) = std::fs::File::open(&path).and_then(|f| f.sync_data()) {
+                        tracing::warn!(%err, path = %path.display(), "pre-checkpoint flush failed");
+                    }
+                });
+                match spawned {
+                    Ok(handle) => self.flusher = Some(handle),
+                    // No thread: checkpoint the slow way rather than never.
+                    Err(_) => self.checkpoint(),
+                }
+            }
+            None if due => self.checkpoint(),
+            Some(handle) if handle.is_finished() => {
+                if let Some(handle) = self.flusher.take() {
+                    let _ = handle.join();
+                }
+                self.checkpoint();
+            }
+            _ => {}
+        }
     }
 
     fn checkpoint(&mut self) {

@@ -199,6 +199,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
     });
     tokio::spawn(cache.run());
+    // As kube-apiserver does: keep five minutes of history for watches and old reads.
+    skiff_store::spawn_compactor(app.storage.store.clone(), std::time::Duration::from_secs(300));
     tokio::spawn(bootstrap::run(app.clone()));
     let tls = server::tls_config(&pki)?;
     tokio::spawn(server::serve(listener, tls, router::router(app.clone())));

@@ -198,10 +198,11 @@ impl Writer {
         self.checkpoint();
     }
 
-    /// Checkpoints in two steps so writers are not stalled: first a side thread fsyncs
-    /// the data file (fsync flushes the inode's dirty pages, whichever descriptor asks),
-    /// which takes most of the time while this thread keeps committing batches; then the
-    /// durable commit here has little left to write.
+    /// Checkpoints in two steps: first a side thread fsyncs the data file (fsync flushes
+    /// the inode's dirty pages, whichever descriptor asks) while this thread keeps
+    /// committing batches; then the durable commit. Measured: the side flush takes ~50 ms
+    /// off a checkpoint after a bulk load and little in steady state, where redb holds
+    /// most changed pages itself until the durable commit writes them.
     fn maybe_checkpoint(&mut self) {
         let due = self.wal.size > self.checkpoint_log_bytes
             || self.last_checkpoint.elapsed() > self.checkpoint_interval;

@@ -200,7 +200,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     });
     tokio::spawn(cache.run());
     // As kube-apiserver does: keep five minutes of history for watches and old reads.
-    skiff_store::spawn_compactor(app.storage.store.clone(), std::time::Duration::from_secs(300));
+    skiff_store::spawn_compactor(
+        app.storage.store.clone(),
+        std::time::Duration::from_secs(300),
+    );
     tokio::spawn(bootstrap::run(app.clone()));
     let tls = server::tls_config(&pki)?;
     tokio::spawn(server::serve(listener, tls, router::router(app.clone())));

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::server::{proc_kib, Memory};
+use crate::server::Memory;
 use crate::workloads::{Measured, CONFIGMAP_VALUE_BYTES};
 use crate::{Report, Sizes};
+pub use skiff_testkit::report::load_average;
+use skiff_testkit::report::{etcd_version, machine, mib, ms, ratio_of, thousands};
 
 const RERUN: &str = "cargo build --release -p skiff -p skiff-loadgen && target/release/skiff-loadgen --write docs/benchmarks.md";
 const BEGIN_MARKER: &str = "<!-- apiserver-bench:begin -->";
@@ -329,31 +331,6 @@ fn row(
     )
 }
 
-fn ratio_of(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// A rounded number with thousands separators: 12345.6 -> "12,346".
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.round());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Replaces what lies between the markers in `file`, keeping the markers; appends an "API
 /// server" section with the markers when the file has none.
 pub fn write_section(file: &Path, section: &str) -> Result<()> {
@@ -374,35 +351,6 @@ pub fn write_section(file: &Path, section: &str) -> Result<()> {
         ),
     };
     std::fs::write(file, updated).with_context(|| format!("cannot write {}", file.display()))
-}
-
-/// The 1-minute load average from /proc/loadavg.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// CPU count and model, memory and kernel, from /proc.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| proc_kib(&t, "MemTotal:"))
-        .map_or(0.0, |kib| kib as f64 / (1024.0 * 1024.0));
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{cpus} CPUs ({model}), {mem_gib:.1} GiB memory, Linux {kernel}")
 }
 
 /// The commit the measured code comes from, flagged when any crate's source has
@@ -433,20 +381,4 @@ fn revision() -> String {
     } else {
         format!("`{commit}`")
     }
-}
-
-/// The etcd server's own version line, from the binary the test kit starts.
-fn etcd_version() -> String {
-    let bin = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-    std::process::Command::new(bin)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
-                l.strip_prefix("etcd Version:")
-                    .map(|v| format!("etcd {}", v.trim()))
-            })
-        })
-        .unwrap_or_else(|| "etcd (version unknown)".into())
 }

@@ -207,15 +207,7 @@ pub fn skiff_binary() -> Result<PathBuf> {
 pub fn rss_bytes(pid: u32) -> Result<u64> {
     let status = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&status).with_context(|| format!("reading {status}"))?;
-    proc_kib(&text, "VmRSS:")
+    skiff_testkit::report::proc_kib(&text, "VmRSS:")
         .map(|kib| kib * 1024)
         .with_context(|| format!("no VmRSS in {status}"))
-}
-
-/// A `Name:   123 kB` field of a /proc file, in KiB.
-pub fn proc_kib(text: &str, field: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }

@@ -23,6 +23,9 @@ use skiff_store::{
     EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, EventKind, RangeRequest, Store, Txn,
     TxnOp,
 };
+use skiff_testkit::report::{
+    etcd_version, load_average, machine, mib, ms, proc_kib, ratio_of, thousands,
+};
 use skiff_testkit::EtcdCluster;
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
@@ -460,14 +463,6 @@ fn rss_bytes(status: &str) -> BenchResult<u64> {
         .ok_or_else(|| format!("no VmRSS in {status}").into())
 }
 
-/// A `Name:   123 kB` field of a /proc file, in KiB.
-fn proc_kib(text: &str, field: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -667,52 +662,6 @@ fn goal_verdict(sizes: &Sizes, embedded: &Report, etcd: &Report) -> String {
     )
 }
 
-fn ratio_of(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// A rounded number with thousands separators: 12345.6 -> "12,346".
-fn thousands(n: f64) -> String {
-    let digits = format!("{:.0}", n.round());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// CPU count and model, memory and kernel, from /proc.
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mem_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| proc_kib(&t, "MemTotal:"))
-        .map_or(0.0, |kib| kib as f64 / (1024.0 * 1024.0));
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    format!("{cpus} CPUs ({model}), {mem_gib:.1} GiB memory, Linux {kernel}")
-}
-
 /// The commit the measured store code comes from, flagged when the store or test kit
 /// has uncommitted changes (then the figures describe code no commit holds).
 fn store_revision() -> String {
@@ -741,30 +690,6 @@ fn store_revision() -> String {
     } else {
         format!("`{commit}`")
     }
-}
-
-/// The 1-minute load average from /proc/loadavg.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// The etcd server's own version line, from the binary the test kit starts.
-fn etcd_version() -> String {
-    let bin = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-    std::process::Command::new(bin)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout).lines().find_map(|l| {
-                l.strip_prefix("etcd Version:")
-                    .map(|v| format!("etcd {}", v.trim()))
-            })
-        })
-        .unwrap_or_else(|| "etcd (version unknown)".into())
 }
 
 /// Today's date, UTC, as YYYY-MM-DD, counted out from the Unix epoch (no date crate needed).

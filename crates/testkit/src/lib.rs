@@ -7,6 +7,7 @@
 
 mod etcd;
 mod ports;
+pub mod report;
 
 pub use etcd::{EtcdCluster, EtcdMember, TlsFiles};
 pub use ports::free_port;

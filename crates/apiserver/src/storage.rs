@@ -91,36 +91,11 @@ impl Storage {
         obj: &Value,
         claims: &[String],
     ) -> Result<Result<Value, WriteConflict>, ApiError> {
-        let value = encode(obj);
-        let mut txn = Txn::new().when(Compare::mod_revision(key, CompareOp::Equal, 0));
-        for claim in claims {
-            txn = txn.when(Compare::mod_revision(claim, CompareOp::Equal, 0));
-        }
-        txn = txn.and_then(TxnOp::put(key, value.clone(), 0));
-        for claim in claims {
-            txn = txn.and_then(TxnOp::put(claim, key.to_string(), 0));
-        }
-        txn = txn.or_else(TxnOp::get(key));
-        let resp = self.store.txn(txn).await.map_err(store_error)?;
-        if resp.succeeded {
-            let kv = KeyValue {
-                key: Bytes::copy_from_slice(key.as_bytes()),
-                value,
-                mod_revision: resp.revision,
-                ..Default::default()
-            };
-            return Ok(Ok(decode(&kv)?));
-        }
-        match resp.results.into_iter().next() {
-            Some(TxnOpResult::Get { kv: Some(kv) }) => {
-                Ok(Err(WriteConflict::Object(Some(decode(&kv)?))))
-            }
-            _ => Ok(Err(WriteConflict::Claim)),
-        }
+        self.update(key, obj, 0, claims, &[]).await
     }
 
-    /// Replaces an object if its mod revision is still `expected`, taking new claims and
-    /// releasing dropped ones in the same step.
+    /// Writes an object if its mod revision is still `expected` (0: it must not exist),
+    /// taking new claims and releasing dropped ones in the same step.
     pub async fn update(
         &self,
         key: &str,
@@ -152,6 +127,8 @@ impl Storage {
             };
             return Ok(Ok(decode(&kv)?));
         }
+        // The object is as expected, so a claim's compare failed; otherwise the object
+        // itself is not what the caller read.
         match resp.results.into_iter().next() {
             Some(TxnOpResult::Get { kv: Some(kv) }) if kv.mod_revision == expected => {
                 Ok(Err(WriteConflict::Claim))
@@ -159,6 +136,7 @@ impl Storage {
             Some(TxnOpResult::Get { kv: Some(kv) }) => {
                 Ok(Err(WriteConflict::Object(Some(decode(&kv)?))))
             }
+            _ if expected == 0 => Ok(Err(WriteConflict::Claim)),
             _ => Ok(Err(WriteConflict::Object(None))),
         }
     }

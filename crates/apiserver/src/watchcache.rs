@@ -29,12 +29,14 @@ const HISTORY: usize = 10_000;
 /// Events buffered per watcher before it counts as fallen behind.
 const WATCHER_BUFFER: usize = 4096;
 
-/// One object as cached: parsed, serialized (with its resourceVersion) and indexed.
+/// One object as cached: serialized (with its resourceVersion) and indexed. Only the JSON
+/// is kept — lists and watches send it as is — and the rare paths that need the object
+/// parse it, which halves the cache's memory against keeping both forms.
 pub struct CachedObject {
     pub key: String,
     pub namespace: String,
+    pub name: String,
     pub rv: i64,
-    pub value: Value,
     pub json: Bytes,
     pub labels: BTreeMap<String, String>,
     pub fields: BTreeMap<&'static str, String>,
@@ -43,20 +45,24 @@ pub struct CachedObject {
 impl CachedObject {
     #[cfg(test)]
     pub fn for_test(def: &ResourceDef, value: Value, rv: i64) -> Self {
-        Self::new(def, String::new(), value, rv)
+        Self::new(def, String::new(), &value, rv)
     }
 
-    fn new(def: &ResourceDef, key: String, value: Value, rv: i64) -> Self {
-        let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+    fn new(def: &ResourceDef, key: String, value: &Value, rv: i64) -> Self {
         Self {
             key,
-            namespace: meta::namespace(&value).to_string(),
+            namespace: meta::namespace(value).to_string(),
+            name: meta::name(value).to_string(),
             rv,
-            labels: meta::labels(&value),
-            fields: resources::selectable_fields(def.hooks.as_ref(), &value),
-            value,
-            json,
+            labels: meta::labels(value),
+            fields: resources::selectable_fields(def.hooks.as_ref(), value),
+            json: Bytes::from(serde_json::to_vec(value).unwrap_or_default()),
         }
+    }
+
+    /// The object, parsed from its cached JSON (which this process wrote, so it parses).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
     }
 }
 
@@ -228,7 +234,7 @@ impl ResourceCache {
         let prev = state.objects.get(&key).cloned();
         let event = match (kind, value) {
             (EventKind::Put, Some(value)) => {
-                let obj = Arc::new(CachedObject::new(self.def, key.clone(), value, rv));
+                let obj = Arc::new(CachedObject::new(self.def, key.clone(), &value, rv));
                 state.objects.insert(key, obj.clone());
                 let kind = if prev.is_some() {
                     EventType::Modified
@@ -246,9 +252,9 @@ impl ResourceCache {
                 let Some(prev) = state.objects.remove(&key) else {
                     return;
                 };
-                let mut last = prev.value.clone();
+                let mut last = prev.value();
                 meta::set_meta(&mut last, "resourceVersion", rv.to_string());
-                let obj = Arc::new(CachedObject::new(self.def, key, last, rv));
+                let obj = Arc::new(CachedObject::new(self.def, key, &last, rv));
                 CacheEvent {
                     rv,
                     kind: EventType::Deleted,
@@ -384,7 +390,7 @@ impl WatchCache {
                         let obj = Arc::new(CachedObject::new(
                             cache.def,
                             key.clone(),
-                            value,
+                            &value,
                             kv.mod_revision,
                         ));
                         fresh.entry(cache.def.plural).or_default().insert(key, obj);

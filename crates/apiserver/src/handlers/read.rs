@@ -52,7 +52,7 @@ pub async fn get(req: &Req) -> ApiResult {
             .cache
             .resource(req.def)
             .ok_or_else(ApiError::path_not_found)?;
-        cache.get(&key).map(|o| o.value.clone())
+        cache.get(&key).map(|o| o.value())
     } else {
         req.app.storage.get(&key).await?
     };
@@ -153,7 +153,7 @@ pub fn render_list(
     let items = match items {
         Items::Cached(objs) if req.def.conversion.is_some() => Items::Values(
             objs.iter()
-                .map(|o| req.def.from_storage(o.value.clone()))
+                .map(|o| req.def.from_storage(o.value()))
                 .collect(),
         ),
         Items::Values(values) if req.def.conversion.is_some() => Items::Values(
@@ -167,7 +167,7 @@ pub fn render_list(
     let format = negotiate(&req.headers);
     if format == Format::Table || format == Format::Yaml {
         let values: Vec<Value> = match items {
-            Items::Cached(objs) => objs.iter().map(|o| o.value.clone()).collect(),
+            Items::Cached(objs) => objs.iter().map(|o| o.value()).collect(),
             Items::Values(v) => v,
         };
         if format == Format::Table {

@@ -261,13 +261,13 @@ pub async fn eviction(req: &Req, body: Body) -> ApiResult {
             ..Default::default()
         };
         let labels = meta::labels(&pod);
-        for pdb in pdbs.list(&filter).0 {
+        for cached in pdbs.list(&filter).0 {
+            let pdb = cached.value();
             let selector = skiff_api::selector::LabelSelector::from_object(
-                pdb.value.pointer("/spec/selector").unwrap_or(&Value::Null),
+                pdb.pointer("/spec/selector").unwrap_or(&Value::Null),
             );
             let covers = selector.is_ok_and(|s| !s.is_empty() && s.matches(&labels));
             let allowed = pdb
-                .value
                 .pointer("/status/disruptionsAllowed")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
@@ -279,13 +279,11 @@ pub async fn eviction(req: &Req, body: Body) -> ApiResult {
                     reason: "DisruptionBudget".into(),
                     message: format!(
                         "The disruption budget {} needs {} healthy pods and has {} currently",
-                        meta::name(&pdb.value),
-                        pdb.value
-                            .pointer("/status/desiredHealthy")
+                        meta::name(&pdb),
+                        pdb.pointer("/status/desiredHealthy")
                             .and_then(Value::as_i64)
                             .unwrap_or(0),
-                        pdb.value
-                            .pointer("/status/currentHealthy")
+                        pdb.pointer("/status/currentHealthy")
                             .and_then(Value::as_i64)
                             .unwrap_or(0)
                     ),

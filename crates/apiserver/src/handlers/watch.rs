@@ -74,7 +74,10 @@ impl Encoder {
                 out.extend_from_slice(b"}\n");
                 Bytes::from(out)
             }
-            Obj::Cached(o) => self.line(kind, &o.value),
+            Obj::Cached(o) => {
+                let value = o.value();
+                self.line(kind, &value)
+            }
             Obj::Owned(v) => self.line(kind, &v),
         }
     }
@@ -109,7 +112,7 @@ fn translate<'a>(filter: &Filter, event: &'a CacheEvent) -> Option<(&'static str
         (true, true, _) => Some(("MODIFIED", cached)),
         (true, false, _) => {
             // Left the selection: deleted as far as this watcher can see.
-            let mut obj = event.object.value.clone();
+            let mut obj = event.object.value();
             skiff_api::meta::set_meta(&mut obj, "resourceVersion", event.rv.to_string());
             Some(("DELETED", Obj::Owned(obj)))
         }

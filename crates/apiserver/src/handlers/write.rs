@@ -129,7 +129,7 @@ async fn admit_namespace(req: &Req) -> Result<(), ApiError> {
             crate::resources::find("", "v1", "namespaces").ok_or_else(ApiError::path_not_found)?,
         )
         .and_then(|c| c.get(&key))
-        .map(|o| o.value.clone());
+        .map(|o| o.value());
     // The cache may lag a namespace created a moment ago: confirm a miss in the store.
     let namespace = match cached {
         Some(n) => Some(n),
@@ -627,7 +627,7 @@ pub async fn delete_collection(req: &Req, body: Body) -> ApiResult {
     let (objects, revision) = cache.list(&filter);
     let mut deleted = Vec::with_capacity(objects.len());
     for obj in objects {
-        let name = meta::name(&obj.value).to_string();
+        let name = obj.name.clone();
         match delete_one(req, &name, &opts).await {
             Ok(v) => deleted.push(v),
             // Gone meanwhile: that is what was asked.

@@ -11,7 +11,7 @@ use crate::server::Memory;
 use crate::workloads::{Measured, CONFIGMAP_VALUE_BYTES};
 use crate::{Report, Sizes};
 pub use skiff_testkit::report::load_average;
-use skiff_testkit::report::{etcd_version, machine, mib, ms, ratio_of, thousands};
+use skiff_testkit::report::{etcd_version, git_revision, machine, mib, ms, ratio_of, thousands};
 
 const RERUN: &str = "cargo build --release -p skiff -p skiff-loadgen && target/release/skiff-loadgen --write docs/benchmarks.md";
 const BEGIN_MARKER: &str = "<!-- apiserver-bench:begin -->";
@@ -231,7 +231,10 @@ fn write_table(
          when it ended (other work on the machine adds noise). {}. Code at {}. Run on {} (UTC).",
         machine(),
         etcd_version(),
-        revision(),
+        git_revision(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+            &[":/crates/*/src"]
+        ),
         jiff::Timestamp::now().strftime("%Y-%m-%d"),
     )?;
     writeln!(out)?;
@@ -351,34 +354,4 @@ pub fn write_section(file: &Path, section: &str) -> Result<()> {
         ),
     };
     std::fs::write(file, updated).with_context(|| format!("cannot write {}", file.display()))
-}
-
-/// The commit the measured code comes from, flagged when any crate's source has
-/// uncommitted changes (then the figures describe code no commit holds).
-fn revision() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
-        return "an unknown commit".into();
-    };
-    let dirty = git(&[
-        "status",
-        "--porcelain",
-        "--untracked-files=all",
-        "--",
-        ":/crates/*/src",
-    ])
-    .is_some_and(|s| !s.is_empty());
-    if dirty {
-        format!("`{commit}` plus uncommitted source changes")
-    } else {
-        format!("`{commit}`")
-    }
 }

@@ -24,7 +24,7 @@ use skiff_store::{
     TxnOp,
 };
 use skiff_testkit::report::{
-    etcd_version, load_average, machine, mib, ms, proc_kib, ratio_of, thousands,
+    etcd_version, git_revision, load_average, machine, mib, ms, proc_kib, ratio_of, thousands,
 };
 use skiff_testkit::EtcdCluster;
 use tokio::sync::oneshot;
@@ -605,7 +605,7 @@ fn render(
          machine adds noise). {}. Store code at {}. Run on {} (UTC).",
         machine(),
         etcd_version(),
-        store_revision(),
+        git_revision(&workspace_root(), &["crates/store", "crates/testkit"]),
         today()
     )?;
     writeln!(out)?;
@@ -660,36 +660,6 @@ fn goal_verdict(sizes: &Sizes, embedded: &Report, etcd: &Report) -> String {
         if met { "met" } else { "not met" },
         ms(p99)
     )
-}
-
-/// The commit the measured store code comes from, flagged when the store or test kit
-/// has uncommitted changes (then the figures describe code no commit holds).
-fn store_revision() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(workspace_root())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
-        return "an unknown commit".into();
-    };
-    let dirty = git(&[
-        "status",
-        "--porcelain",
-        "--",
-        "crates/store",
-        "crates/testkit",
-    ])
-    .is_some_and(|s| !s.is_empty());
-    if dirty {
-        format!("`{commit}` plus uncommitted changes")
-    } else {
-        format!("`{commit}`")
-    }
 }
 
 /// Today's date, UTC, as YYYY-MM-DD, counted out from the Unix epoch (no date crate needed).

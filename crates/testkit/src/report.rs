@@ -62,6 +62,30 @@ pub fn etcd_version() -> String {
         .unwrap_or_else(|| "etcd (version unknown)".into())
 }
 
+/// The commit measured code comes from (`dir` is inside the repository), flagged when the
+/// given paths have uncommitted changes: then the figures describe code no commit holds.
+pub fn git_revision(dir: &std::path::Path, pathspecs: &[&str]) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return "an unknown commit".into();
+    };
+    let mut status = vec!["status", "--porcelain", "--untracked-files=all", "--"];
+    status.extend_from_slice(pathspecs);
+    if git(&status).is_some_and(|s| !s.is_empty()) {
+        format!("`{commit}` plus uncommitted changes")
+    } else {
+        format!("`{commit}`")
+    }
+}
+
 pub fn ratio_of(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }

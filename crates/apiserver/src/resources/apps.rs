@@ -89,19 +89,7 @@ impl Hooks for Deployments {
                 }
             }
             Some("RollingUpdate") => {
-                let ru = strategy.get("rollingUpdate").unwrap_or(&Value::Null);
-                let (unavailable, surge) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
-                let p = "spec.strategy.rollingUpdate";
-                int_or_percent(unavailable, &format!("{p}.maxUnavailable"), &mut errs);
-                int_or_percent(surge, &format!("{p}.maxSurge"), &mut errs);
-                if int_or_percent_value(unavailable) == 0 && int_or_percent_value(surge) == 0 {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.maxUnavailable"),
-                        unavailable.unwrap_or(&json!(0)),
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
-                }
-                not_over_100_percent(unavailable, &format!("{p}.maxUnavailable"), &mut errs);
+                validate_rolling_update(strategy, "spec.strategy.rollingUpdate", &mut errs);
             }
             _ => errs.push(FieldError::not_supported(
                 "spec.strategy.type",
@@ -559,19 +547,7 @@ impl Hooks for DaemonSets {
         match strategy.get("type").and_then(Value::as_str) {
             Some("OnDelete") => {}
             Some("RollingUpdate") => {
-                let ru = strategy.get("rollingUpdate").unwrap_or(&Value::Null);
-                let (unavailable, surge) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
-                let p = "spec.updateStrategy.rollingUpdate";
-                int_or_percent(unavailable, &format!("{p}.maxUnavailable"), &mut errs);
-                int_or_percent(surge, &format!("{p}.maxSurge"), &mut errs);
-                if int_or_percent_value(unavailable) == 0 && int_or_percent_value(surge) == 0 {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.maxUnavailable"),
-                        unavailable.unwrap_or(&json!(0)),
-                        "may not be 0 when `maxSurge` is 0",
-                    ));
-                }
-                not_over_100_percent(unavailable, &format!("{p}.maxUnavailable"), &mut errs);
+                validate_rolling_update(strategy, "spec.updateStrategy.rollingUpdate", &mut errs);
             }
             _ => errs.push(FieldError::not_supported(
                 "spec.updateStrategy.type",
@@ -681,6 +657,23 @@ impl Hooks for ControllerRevisions {
             age_cell(obj),
         ]
     }
+}
+
+/// A rolling update's maxUnavailable/maxSurge (Deployment and DaemonSet): each an int or
+/// a percentage, not both zero, maxUnavailable at most 100%.
+fn validate_rolling_update(strategy: &Value, p: &str, errs: &mut FieldErrors) {
+    let ru = strategy.get("rollingUpdate").unwrap_or(&Value::Null);
+    let (unavailable, surge) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
+    int_or_percent(unavailable, &format!("{p}.maxUnavailable"), errs);
+    int_or_percent(surge, &format!("{p}.maxSurge"), errs);
+    if int_or_percent_value(unavailable) == 0 && int_or_percent_value(surge) == 0 {
+        errs.push(FieldError::invalid(
+            format!("{p}.maxUnavailable"),
+            unavailable.unwrap_or(&json!(0)),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
+    not_over_100_percent(unavailable, &format!("{p}.maxUnavailable"), errs);
 }
 
 #[cfg(test)]

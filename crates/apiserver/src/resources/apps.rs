@@ -683,12 +683,7 @@ mod tests {
     /// A named change to a valid object and the error it must cause.
     type Case = (&'static str, fn(&mut Value), &'static str);
 
-    fn ctx() -> Context<'static> {
-        Context {
-            namespace: "default",
-            service_cidr: None,
-        }
-    }
+    use super::super::test_ctx as ctx;
 
     fn template(labels: Value) -> Value {
         json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "nginx:1"}]}})

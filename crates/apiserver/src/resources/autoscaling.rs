@@ -500,12 +500,7 @@ impl Hooks for HorizontalPodAutoscalersV1 {
 mod tests {
     use super::*;
 
-    fn ctx() -> Context<'static> {
-        Context {
-            namespace: "default",
-            service_cidr: None,
-        }
-    }
+    use super::super::test_ctx as ctx;
 
     fn v1() -> Value {
         json!({"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",

@@ -504,12 +504,7 @@ mod tests {
     /// A named change to a valid object and the error it must cause.
     type Case = (&'static str, fn(&mut Value), &'static str);
 
-    fn ctx() -> Context<'static> {
-        Context {
-            namespace: "default",
-            service_cidr: None,
-        }
-    }
+    use super::super::test_ctx as ctx;
 
     fn job() -> Value {
         json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pi", "namespace": "default", "uid": "u-1"},

@@ -336,12 +336,7 @@ impl Hooks for EventsV1 {
 mod tests {
     use super::*;
 
-    fn ctx() -> Context<'static> {
-        Context {
-            namespace: "default",
-            service_cidr: None,
-        }
-    }
+    use super::super::test_ctx as ctx;
 
     fn core_event() -> Value {
         json!({"apiVersion": "v1", "kind": "Event",

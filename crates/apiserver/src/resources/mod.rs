@@ -163,6 +163,15 @@ macro_rules! d {
     };
 }
 
+/// The context strategy tests run with: a namespaced request, no service range.
+#[cfg(test)]
+pub(crate) fn test_ctx() -> Context<'static> {
+    Context {
+        namespace: "default",
+        service_cidr: None,
+    }
+}
+
 pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
     use api::*;
     vec![
@@ -203,9 +212,9 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<networking::v1::IngressClass>(d!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::networking::IngressClasses),
         def::<networking::v1::NetworkPolicy>(d!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", ns=true, short=&["netpol"], cat=NONE, sub=NONE, gen=true), self::networking::NetworkPolicies),
         def::<rbac::v1::Role>(d!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::Roles),
-        def::<rbac::v1::RoleBinding>(d!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::RoleBindings),
+        def::<rbac::v1::RoleBinding>(d!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::Bindings { cluster: false }),
         def::<rbac::v1::ClusterRole>(d!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::ClusterRoles),
-        def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::ClusterRoleBindings),
+        def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::Bindings { cluster: true }),
         def::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(d!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", ns=false, short=&["crd", "crds"], cat=&["api-extensions"], sub=STATUS, gen=true), self::apiext::CustomResourceDefinitions),
         def::<certificates::v1::CertificateSigningRequest>(d!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", ns=false, short=&["csr"], cat=NONE, sub=&["status", "approval"], gen=false), self::apiext::CertificateSigningRequests),
     ]

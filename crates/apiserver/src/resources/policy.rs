@@ -79,12 +79,7 @@ impl Hooks for PodDisruptionBudgets {
 mod tests {
     use super::*;
 
-    fn ctx() -> Context<'static> {
-        Context {
-            namespace: "default",
-            service_cidr: None,
-        }
-    }
+    use super::super::test_ctx as ctx;
 
     #[test]
     fn pdb_validation_and_rows() {

@@ -282,41 +282,13 @@ fn binding_row(obj: &Value) -> Vec<Value> {
     ]
 }
 
-pub struct RoleBindings;
-
-impl Hooks for RoleBindings {
-    fn prepare_create(&self, obj: &mut Value, _ctx: &Context<'_>) {
-        default_binding(obj);
-    }
-
-    fn prepare_update(&self, new: &mut Value, _old: &Value) {
-        default_binding(new);
-    }
-
-    fn validate(&self, obj: &Value, _ctx: &Context<'_>) -> FieldErrors {
-        let mut errs = FieldErrors::default();
-        validate_binding(obj, true, &mut errs);
-        errs
-    }
-
-    fn validate_update(&self, new: &Value, old: &Value, ctx: &Context<'_>) -> FieldErrors {
-        let mut errs = self.validate(new, ctx);
-        validate_binding_update(new, old, &mut errs);
-        errs
-    }
-
-    fn columns(&self) -> Vec<Column> {
-        binding_columns(false)
-    }
-
-    fn row(&self, obj: &Value) -> Vec<Value> {
-        binding_row(obj)
-    }
+/// Role bindings (`cluster: false`) and cluster role bindings (`cluster: true`): the
+/// same rules, but a cluster-wide binding may only refer to a ClusterRole.
+pub struct Bindings {
+    pub cluster: bool,
 }
 
-pub struct ClusterRoleBindings;
-
-impl Hooks for ClusterRoleBindings {
+impl Hooks for Bindings {
     fn prepare_create(&self, obj: &mut Value, _ctx: &Context<'_>) {
         default_binding(obj);
     }
@@ -327,7 +299,7 @@ impl Hooks for ClusterRoleBindings {
 
     fn validate(&self, obj: &Value, _ctx: &Context<'_>) -> FieldErrors {
         let mut errs = FieldErrors::default();
-        validate_binding(obj, false, &mut errs);
+        validate_binding(obj, !self.cluster, &mut errs);
         errs
     }
 
@@ -338,7 +310,7 @@ impl Hooks for ClusterRoleBindings {
     }
 
     fn columns(&self) -> Vec<Column> {
-        binding_columns(true)
+        binding_columns(self.cluster)
     }
 
     fn row(&self, obj: &Value) -> Vec<Value> {
@@ -389,12 +361,12 @@ mod tests {
     fn bindings_default_groups_and_check_subjects() {
         let mut rb = json!({"metadata": {"name": "rb"}, "roleRef": {"kind": "Role", "name": "reader"},
             "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "build", "namespace": "ci"}]});
-        RoleBindings.prepare_create(&mut rb, &CTX);
+        Bindings { cluster: false }.prepare_create(&mut rb, &CTX);
         assert_eq!(rb["roleRef"]["apiGroup"], GROUP);
         assert_eq!(rb["subjects"][0]["apiGroup"], GROUP);
         assert_eq!(rb["subjects"][1]["apiGroup"], "");
-        assert!(RoleBindings.validate(&rb, &CTX).is_empty());
-        let row = RoleBindings.row(&rb);
+        assert!(Bindings { cluster: false }.validate(&rb, &CTX).is_empty());
+        let row = Bindings { cluster: false }.row(&rb);
         assert_eq!(row[1], "Role/reader");
         assert_eq!(
             (row[3].as_str(), row[4].as_str(), row[5].as_str()),
@@ -403,7 +375,7 @@ mod tests {
 
         let bad = json!({"metadata": {"name": "rb"}, "roleRef": {"apiGroup": GROUP, "kind": "Role"},
             "subjects": [{"kind": "Robot", "name": "r2"}, {"kind": "ServiceAccount", "name": "sa", "apiGroup": ""}]});
-        let errs = ClusterRoleBindings.validate(&bad, &CTX).to_string();
+        let errs = Bindings { cluster: true }.validate(&bad, &CTX).to_string();
         for want in [
             "roleRef.kind: Unsupported value: \"Role\": supported values: \"ClusterRole\"",
             "roleRef.name: Required value",
@@ -419,17 +391,21 @@ mod tests {
         let old = json!({"metadata": {"name": "rb"}, "roleRef": {"apiGroup": GROUP, "kind": "Role", "name": "a"}});
         let mut new = old.clone();
         new["roleRef"]["name"] = json!("b");
-        let errs = RoleBindings.validate_update(&new, &old, &CTX).to_string();
+        let errs = Bindings { cluster: false }
+            .validate_update(&new, &old, &CTX)
+            .to_string();
         assert!(
             errs.starts_with("roleRef: Invalid value: ") && errs.ends_with("cannot change roleRef"),
             "{errs}"
         );
-        assert!(RoleBindings.validate_update(&old, &old, &CTX).is_empty());
+        assert!(Bindings { cluster: false }
+            .validate_update(&old, &old, &CTX)
+            .is_empty());
     }
 
     #[test]
     fn wide_binding_columns_are_priority_one() {
-        let cols = ClusterRoleBindings.columns();
+        let cols = Bindings { cluster: true }.columns();
         let names: Vec<(&str, bool)> = cols.iter().map(|c| (c.name, c.wide)).collect();
         assert_eq!(
             names,

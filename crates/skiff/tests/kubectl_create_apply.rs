@@ -318,3 +318,30 @@ fn the_nginx_rc_example_works_as_written() {
         "No resources found in default namespace."
     );
 }
+
+/// Namespace lifecycle admission: nothing new goes into a namespace being deleted.
+#[test]
+fn no_new_objects_in_a_terminating_namespace() {
+    let server = Server::start();
+    server.ok(&["create", "namespace", "going"]);
+    server.ok(&["create", "configmap", "before", "-n", "going"]);
+    // No namespace controller yet, so the namespace stays Terminating after the delete.
+    server.ok(&["delete", "namespace", "going", "--wait=false"]);
+    let phase = server.ok(&[
+        "get",
+        "namespace",
+        "going",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(phase, "Terminating");
+    let err = server.fails(&["create", "configmap", "after", "-n", "going"]);
+    assert!(
+        err.contains(
+            "unable to create new content in namespace going because it is being terminated"
+        ),
+        "{err}"
+    );
+    // What was there before is still readable.
+    server.ok(&["get", "configmap", "before", "-n", "going"]);
+}

@@ -122,27 +122,34 @@ async fn admit_namespace(req: &Req) -> Result<(), ApiError> {
     }
     let ns = &req.info.namespace;
     let key = skiff_store::keys::object_key("namespaces", None, ns);
+    let namespaces =
+        crate::resources::find("", "v1", "namespaces").ok_or_else(ApiError::path_not_found)?;
+    // The phase is what upstream's NamespaceLifecycle checks, and the cache indexes it
+    // (a field selector), so the common case parses nothing.
     let cached = req
         .app
         .cache
-        .resource(
-            crate::resources::find("", "v1", "namespaces").ok_or_else(ApiError::path_not_found)?,
-        )
+        .resource(namespaces)
         .and_then(|c| c.get(&key))
-        .map(|o| o.value());
+        .map(|o| o.fields.get("status.phase").cloned().unwrap_or_default());
     // The cache may lag a namespace created a moment ago: confirm a miss in the store.
-    let namespace = match cached {
-        Some(n) => Some(n),
-        None => req.app.storage.get(&key).await?,
+    let phase = match cached {
+        Some(phase) => Some(phase),
+        None => req.app.storage.get(&key).await?.map(|n| {
+            n.pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        }),
     };
-    match namespace {
+    match phase.as_deref() {
         None => Err(ApiError::not_found(
             &skiff_api::GroupResource::new("", "namespaces"),
             ns,
         )),
-        Some(n) if meta::deletion_timestamp(&n).is_some() => Err(ApiError::forbidden(
+        Some("Terminating") => Err(ApiError::forbidden(
             &req.def.group_resource(),
-            meta::name(&n),
+            ns,
             &format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             ),

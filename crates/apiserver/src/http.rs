@@ -92,21 +92,33 @@ pub fn object_response(code: StatusCode, format: Format, body: &Value) -> Respon
     }
 }
 
-/// Reads a request body up to the limit: over it is a 413.
-pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    let limited = http_body_util::Limited::new(body, MAX_BODY);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(ApiError::too_large(MAX_BODY))
+/// How much of an oversize body is read and thrown away before answering 413: a client
+/// still sending when the server stops reading gets a broken pipe instead of the Status.
+const DRAIN_MAX: usize = 16 * 1024 * 1024;
+
+/// Reads a request body up to the limit: over it is a 413, answered once the rest of the
+/// body (up to `DRAIN_MAX` more) has been read, so the client can hear it.
+pub async fn read_body(mut body: Body) -> Result<Bytes, ApiError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > MAX_BODY + DRAIN_MAX {
+            break;
         }
-        Err(e) => Err(ApiError::bad_request(format!(
-            "reading the request body: {e}"
-        ))),
+        if seen <= MAX_BODY {
+            buf.extend_from_slice(&data);
+        }
     }
+    if seen > MAX_BODY {
+        return Err(ApiError::too_large(MAX_BODY));
+    }
+    Ok(buf.freeze())
 }
 
 /// Parses a JSON or YAML body into a JSON value.

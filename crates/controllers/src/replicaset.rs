@@ -1,0 +1,15 @@
+//! Not written yet: placeholder so the crate builds while the loop is being written.
+
+use crate::{Ctx, Loop};
+
+pub fn controller(_ctx: &Ctx) -> Loop {
+    Box::pin(async {})
+}
+
+pub fn replicasets(ctx: &Ctx) -> Loop {
+    controller(ctx)
+}
+
+pub fn replication_controllers(ctx: &Ctx) -> Loop {
+    controller(ctx)
+}

@@ -166,8 +166,16 @@ impl Cluster {
                 }
                 let spec = pod.spec.clone().unwrap_or_default();
                 if spec.node_name.as_deref().unwrap_or("").is_empty() {
-                    let node = nodes[next % nodes.len()].clone();
-                    next += 1;
+                    // DaemonSet pods name their node in a required matchFields term
+                    // (what the real scheduler honours); others go round-robin.
+                    let node = match required_node_name(&spec) {
+                        Some(n) if nodes.contains(&n) => n,
+                        Some(_) => continue,
+                        None => {
+                            next += 1;
+                            nodes[(next - 1) % nodes.len()].clone()
+                        }
+                    };
                     let binding = serde_json::json!({
                         "apiVersion": "v1", "kind": "Binding",
                         "metadata": {"name": name},
@@ -229,6 +237,25 @@ impl Cluster {
             }
         });
     }
+}
+
+/// The node a pod's required node affinity pins it to by `metadata.name`, if any.
+fn required_node_name(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<String> {
+    let terms = &spec
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms;
+    terms.iter().find_map(|t| {
+        t.match_fields.as_ref()?.iter().find_map(|f| {
+            (f.key == "metadata.name" && f.operator == "In")
+                .then(|| f.values.as_ref()?.first().cloned())
+                .flatten()
+        })
+    })
 }
 
 /// Polls `f` until it returns `Some`, failing the test with `what` after `timeout`.

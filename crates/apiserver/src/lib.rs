@@ -5,6 +5,7 @@
 //!
 //! What it is not: it runs no control loops (those are clients of it, in other crates).
 
+pub mod admission;
 pub mod auth;
 mod bootstrap;
 mod discovery;
@@ -83,6 +84,8 @@ pub struct Config {
     pub tls_sans: Vec<String>,
     /// Most non-watch requests served at once; beyond it, 429 with Retry-After.
     pub max_inflight: usize,
+    /// Tolerations for the node lifecycle taints that pods get by default.
+    pub default_toleration_seconds: admission::DefaultTolerationSeconds,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             token_auth_file: None,
             tls_sans: Vec::new(),
             max_inflight: 600,
+            default_toleration_seconds: Default::default(),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `skiff`: one binary that runs a Kubernetes-compatible cluster.
 //!
-//! `skiff server` starts the control plane (today: the API server over the embedded store
-//! or etcd). Flag names follow k3s where k3s has the flag.
+//! `skiff server` starts the control plane: the API server over the embedded store or
+//! etcd, and beside it the scheduler and controller manager as clients of it, each behind
+//! leader election. Flag names follow k3s (or the upstream component) where one exists.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use skiff_runtime::CancellationToken;
+
+mod components;
 
 #[derive(Parser)]
 #[command(
@@ -23,8 +27,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane (API server) of a cluster.
+    /// Run the control plane of a cluster: API server, scheduler, controller manager.
     Server(ServerArgs),
+    /// Run only the controller manager, against an API server named by a kubeconfig.
+    ControllerManager(ControllerManagerArgs),
+}
+
+#[derive(Args)]
+struct ControllerManagerArgs {
+    /// Kubeconfig of the cluster to manage.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Loops to run (upstream names, e.g. replicaset,deployment); all when not given.
+    #[arg(long, value_delimiter = ',')]
+    controllers: Vec<String>,
+    #[command(flatten)]
+    loops: LoopArgs,
+}
+
+/// Settings of the control loops (upstream kube-controller-manager flag names).
+#[derive(Args, Clone)]
+struct LoopArgs {
+    /// How long a node may go without a heartbeat before it is marked unhealthy
+    /// (seconds).
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    node_monitor_grace_period: u64,
+    /// Terminated pods kept before the oldest are deleted.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
+}
+
+impl LoopArgs {
+    fn settings(&self) -> skiff_controllers::Settings {
+        skiff_controllers::Settings {
+            node_monitor_grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
+            terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -61,6 +101,18 @@ struct ServerArgs {
     /// Run no local node (no node agent exists yet, so none runs either way).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controller manager in this process.
+    #[arg(long)]
+    disable_controller_manager: bool,
+    /// Seconds pods tolerate a node's not-ready taint before eviction (added to pods
+    /// that do not say otherwise).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds pods tolerate a node's unreachable taint before eviction.
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
+    #[command(flatten)]
+    loops: LoopArgs,
     /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
@@ -111,6 +163,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         bail!("--datastore-certfile/--datastore-keyfile need --datastore-cafile too");
     }
     let _ = args.disable_agent;
+    config.default_toleration_seconds = skiff_apiserver::admission::DefaultTolerationSeconds {
+        not_ready: args.default_not_ready_toleration_seconds,
+        unreachable: args.default_unreachable_toleration_seconds,
+    };
     let started = Instant::now();
     let running = skiff_apiserver::start(config)
         .await
@@ -127,10 +183,65 @@ async fn server(args: ServerArgs) -> Result<()> {
         running.address,
         running.kubeconfig.display()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    let shutdown = CancellationToken::new();
+    let mut loops = Vec::new();
+    if !args.disable_controller_manager {
+        let path = components::component_kubeconfig(
+            &running,
+            &data_dir,
+            "controller-manager.kubeconfig",
+            "system:kube-controller-manager",
+        )?;
+        let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
+        loops.push(tokio::spawn(components::controller_manager(
+            client,
+            args.loops.settings(),
+            shutdown.clone(),
+        )));
+    }
+    wait_for_signal().await?;
     tracing::info!("shutting down");
+    shutdown.cancel();
+    // Loops hand their leases over on the way out; do not wait on a stuck one for long.
+    let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(loops)).await;
+    Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
+}
+
+async fn controller_manager(args: ControllerManagerArgs) -> Result<()> {
+    let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
+    let shutdown = CancellationToken::new();
+    let settings = args.loops.settings();
+    let controllers = args.controllers;
+    let elector = skiff_runtime::leader::Elector::new(
+        client.clone(),
+        components::election("kube-controller-manager"),
+    );
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            elector
+                .run(shutdown, move |leading| {
+                    let client = client.clone();
+                    let settings = settings.clone();
+                    let controllers = controllers.clone();
+                    async move { skiff_controllers::run(client, settings, &controllers, leading).await }
+                })
+                .await
+        }
+    });
+    wait_for_signal().await?;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     Ok(())
 }
 
@@ -147,5 +258,6 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
     }
 }

@@ -187,6 +187,12 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
         }
         lifecycle::prepare_create(req.def, &mut candidate, &req.info.namespace);
         req.def.hooks.prepare_create(&mut candidate, &ctx);
+        if req.def.group.is_empty() && req.def.plural == "pods" {
+            crate::admission::default_toleration_seconds(
+                &mut candidate,
+                req.app.config.default_toleration_seconds,
+            );
+        }
         let mut errs = lifecycle::validate_metadata(req.def, &candidate);
         if errs.is_empty() {
             errs.extend(req.def.hooks.validate(&candidate, &ctx));

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane of a cluster: API server, scheduler, controller manager.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run only the controller manager, against an API server named by a kubeconfig.
     ControllerManager(ControllerManagerArgs),
 }
@@ -257,7 +257,7 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Server(args) => runtime.block_on(server(*args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
     }
 }

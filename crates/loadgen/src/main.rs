@@ -16,14 +16,13 @@
 //! The `skiff` binary is found next to this program's executable, or at `SKIFF_BIN`.
 
 mod report;
-mod server;
 mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use server::{Backend, Contender, Memory};
+use skiff_loadgen::server::{self, Backend, Contender, Memory};
 use workloads::Measured;
 
 /// Pause before a memory reading, so the server has finished the work just sent.
@@ -146,7 +145,13 @@ async fn run(args: Args) -> Result<()> {
 async fn measure(backend: Backend, skiff: &Path, sizes: Sizes) -> Result<Report> {
     let stage = |what: String| eprintln!("[{}] {what}", backend.name());
     stage("starting skiff server".into());
-    let contender = Contender::start(backend, skiff).await?;
+    let contender = Contender::start(
+        backend,
+        skiff,
+        // The API server alone: no control loops adding their own load.
+        &["--disable-scheduler", "--disable-controller-manager"],
+    )
+    .await?;
     stage(format!(
         "ready after {:.0} ms",
         contender.cold_start.as_secs_f64() * 1e3

@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::server::Memory;
 use crate::workloads::{Measured, CONFIGMAP_VALUE_BYTES};
 use crate::{Report, Sizes};
+use skiff_loadgen::server::Memory;
 pub use skiff_testkit::report::load_average;
 use skiff_testkit::report::{etcd_version, git_revision, machine, mib, ms, ratio_of, thousands};
 
@@ -334,24 +334,7 @@ fn row(
     )
 }
 
-/// Replaces what lies between the markers in `file`, keeping the markers; appends an "API
-/// server" section with the markers when the file has none.
+/// Replaces the API server section of `file` (appending it when missing).
 pub fn write_section(file: &Path, section: &str) -> Result<()> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let section = section.trim_end();
-    let updated = match text.find(BEGIN_MARKER) {
-        Some(at) => {
-            let begin = at + BEGIN_MARKER.len();
-            let end = text[begin..].find(END_MARKER).with_context(|| {
-                format!("{} has {BEGIN_MARKER} but no {END_MARKER}", file.display())
-            })? + begin;
-            format!("{}\n{section}\n{}", &text[..begin], &text[end..])
-        }
-        None => format!(
-            "{}\n\n{DESCRIPTION}\n{BEGIN_MARKER}\n{section}\n{END_MARKER}\n",
-            text.trim_end()
-        ),
-    };
-    std::fs::write(file, updated).with_context(|| format!("cannot write {}", file.display()))
+    skiff_loadgen::sections::write(file, BEGIN_MARKER, END_MARKER, DESCRIPTION, section)
 }

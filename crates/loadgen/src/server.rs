@@ -1,4 +1,4 @@
-//! The contenders: a real `skiff server` process, on the embedded store or on a real etcd
+//! Servers under test. The contenders: a real `skiff server` process, on the embedded store or on a real etcd
 //! started by `skiff-testkit`. Both processes are killed (SIGKILL) when their handles drop,
 //! which also happens when the benchmark fails, panics or is interrupted.
 
@@ -42,13 +42,14 @@ pub struct Contender {
 }
 
 impl Contender {
-    pub async fn start(backend: Backend, skiff: &Path) -> Result<Self> {
+    /// `extra` are more `skiff server` flags.
+    pub async fn start(backend: Backend, skiff: &Path, extra: &[&str]) -> Result<Self> {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(tokio::task::spawn_blocking(EtcdCluster::start).await?),
         };
         let endpoints = etcd.as_ref().map(EtcdCluster::endpoints);
-        let (server, cold_start) = Server::start(skiff, endpoints.as_deref()).await?;
+        let (server, cold_start) = Server::start(skiff, endpoints.as_deref(), extra).await?;
         Ok(Self {
             server,
             etcd,
@@ -96,7 +97,11 @@ pub struct Server {
 impl Server {
     /// Spawns the server and polls `/readyz` every few milliseconds; returns it with the
     /// time from spawn to the first "ok".
-    async fn start(skiff: &Path, datastore: Option<&[String]>) -> Result<(Self, Duration)> {
+    pub async fn start(
+        skiff: &Path,
+        datastore: Option<&[String]>,
+        extra: &[&str],
+    ) -> Result<(Self, Duration)> {
         let dir = tempfile::Builder::new()
             .prefix("skiff-loadgen-")
             .tempdir()?;
@@ -109,6 +114,7 @@ impl Server {
             .arg(dir.path())
             .args(["--bind-address", "127.0.0.1", "--https-listen-port"])
             .arg(port.to_string())
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -172,7 +178,7 @@ impl Server {
         Ok(clients)
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

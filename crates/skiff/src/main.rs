@@ -104,6 +104,9 @@ struct ServerArgs {
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Seconds pods tolerate a node's not-ready taint before eviction (added to pods
     /// that do not say otherwise).
     #[arg(long, default_value_t = 300)]
@@ -163,6 +166,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         bail!("--datastore-certfile/--datastore-keyfile need --datastore-cafile too");
     }
     let _ = args.disable_agent;
+    let _ = args.disable_scheduler;
     config.default_toleration_seconds = skiff_apiserver::admission::DefaultTolerationSeconds {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,

@@ -1,0 +1,5 @@
+//! What Skiff's benchmark programs share: starting real `skiff` processes and writing
+//! their figures into `docs/benchmarks.md` sections.
+
+pub mod sections;
+pub mod server;

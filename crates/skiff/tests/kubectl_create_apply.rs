@@ -298,7 +298,7 @@ fn edit_with_a_non_interactive_editor() {
 #[test]
 fn the_nginx_rc_example_works_as_written() {
     let server = Server::start();
-    let out = server.ok(&["create", "-f", "/work/shared/examples/nginx-rc.yaml"]);
+    let out = server.ok(&["create", "-f", &support::nginx_rc_path()]);
     assert_eq!(out.trim(), "replicationcontroller/nginx created");
     let rc = server.ok(&["get", "rc"]);
     let mut lines = rc.lines();

@@ -245,7 +245,7 @@ fn scale_a_replication_controller() {
     let server = Server::start();
     server.ok_stdin(
         &["create", "-f", "-"],
-        &std::fs::read_to_string("/work/shared/examples/nginx-rc.yaml").unwrap(),
+        &std::fs::read_to_string(support::nginx_rc_path()).unwrap(),
     );
     assert_eq!(
         server.ok(&["scale", "rc", "nginx", "--replicas=5"]).trim(),

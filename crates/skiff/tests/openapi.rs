@@ -9,7 +9,7 @@ use support::Server;
 
 /// The shared RC example (replicas 3, nginx with containerPort 80).
 fn nginx_rc() -> String {
-    let path = "/work/shared/examples/nginx-rc.yaml";
+    let path = support::nginx_rc_path();
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -342,3 +342,8 @@ impl Server {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
+
+/// The ReplicationController example from the user's notes, as shipped in `examples/`.
+pub fn nginx_rc_path() -> String {
+    format!("{}/../../examples/nginx-rc.yaml", env!("CARGO_MANIFEST_DIR"))
+}

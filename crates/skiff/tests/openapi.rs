@@ -10,7 +10,7 @@ use support::Server;
 /// The shared RC example (replicas 3, nginx with containerPort 80).
 fn nginx_rc() -> String {
     let path = support::nginx_rc_path();
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn stderr(out: &std::process::Output) -> String {

@@ -345,5 +345,105 @@ impl Server {
 
 /// The ReplicationController example from the user's notes, as shipped in `examples/`.
 pub fn nginx_rc_path() -> String {
-    format!("{}/../../examples/nginx-rc.yaml", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../../examples/nginx-rc.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// A `skiff hollow-nodes` process (simulated nodes) against a test server; killed
+/// (SIGKILL, so its heartbeats just stop, as a lost machine's would) when dropped.
+pub struct HollowNodes {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl HollowNodes {
+    /// `count` nodes named `<prefix><index>` from `start_index`, with extra `args`.
+    pub fn start(
+        server: &Server,
+        count: usize,
+        prefix: &str,
+        start_index: usize,
+        args: &[&str],
+    ) -> Self {
+        let log = server
+            .data_dir
+            .path()
+            .join(format!("hollow-{prefix}{start_index}.log"));
+        let out = std::fs::File::create(&log).expect("log");
+        let err = out.try_clone().expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["hollow-nodes", "--kubeconfig"])
+            .arg(&server.kubeconfig)
+            .args(["--count", &count.to_string(), "--name-prefix", prefix])
+            .args(["--start-index", &start_index.to_string()])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start skiff hollow-nodes");
+        Self { child, log }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HollowNodes {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Server {
+    /// Waits until `n` nodes report Ready.
+    pub fn wait_nodes_ready(&self, n: usize, timeout: Duration) {
+        eventually(timeout, &format!("{n} nodes Ready"), || {
+            let nodes = self.get_json(&["get", "nodes", "-o", "json"]);
+            let ready = nodes["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter(|n| {
+                            n["status"]["conditions"].as_array().is_some_and(|cs| {
+                                cs.iter()
+                                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                            })
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            ready >= n
+        });
+    }
+
+    /// Pods in `ns` matching `selector` as JSON items.
+    pub fn pods(&self, ns: &str, selector: &str) -> Vec<serde_json::Value> {
+        let mut args = vec!["get", "pods", "-n", ns, "-o", "json"];
+        if !selector.is_empty() {
+            args.extend(["-l", selector]);
+        }
+        self.get_json(&args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Names of the pods in `ns` matching `selector` that are Running and not being
+    /// deleted.
+    pub fn running_pods(&self, ns: &str, selector: &str) -> Vec<String> {
+        self.pods(ns, selector)
+            .into_iter()
+            .filter(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+            .collect()
+    }
 }

@@ -216,12 +216,31 @@ mod tests {
         let ok = Config::default();
         assert!(ok.validate().is_ok());
         let cases = [
-            Config { count: 0, ..Config::default() },
-            Config { start_index: 8_000, count: 500, ..Config::default() },
-            Config { pods: 600, ..Config::default() },
-            Config { heartbeat_interval: Duration::ZERO, ..Config::default() },
-            Config { cpu: "".into(), ..Config::default() },
-            Config { max_in_flight: 0, ..Config::default() },
+            Config {
+                count: 0,
+                ..Config::default()
+            },
+            Config {
+                start_index: 8_000,
+                count: 500,
+                ..Config::default()
+            },
+            Config {
+                pods: 600,
+                ..Config::default()
+            },
+            Config {
+                heartbeat_interval: Duration::ZERO,
+                ..Config::default()
+            },
+            Config {
+                cpu: "".into(),
+                ..Config::default()
+            },
+            Config {
+                max_in_flight: 0,
+                ..Config::default()
+            },
         ];
         for c in cases {
             assert!(c.validate().is_err(), "{c:?}");

@@ -70,13 +70,19 @@ mod tests {
         assert_eq!(l.metadata.namespace.as_deref(), Some("kube-node-lease"));
         assert_eq!(l.metadata.name.as_deref(), Some("n1"));
         let o = &l.metadata.owner_references.unwrap()[0];
-        assert_eq!((o.kind.as_str(), o.name.as_str(), o.uid.as_str()), ("Node", "n1", "u1"));
+        assert_eq!(
+            (o.kind.as_str(), o.name.as_str(), o.uid.as_str()),
+            ("Node", "n1", "u1")
+        );
         assert_eq!(o.controller, None);
         let spec = l.spec.unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
         assert_eq!(spec.lease_duration_seconds, Some(40));
         assert_eq!(spec.renew_time.unwrap().0, now);
-        assert!(lease("n1", None, 40, now).metadata.owner_references.is_none());
+        assert!(lease("n1", None, 40, now)
+            .metadata
+            .owner_references
+            .is_none());
     }
 
     #[test]
@@ -84,7 +90,10 @@ mod tests {
         let now: Timestamp = "2025-01-01T00:00:00Z".parse().unwrap();
         let p = renew_patch("n1", Some("u1"), 40, now);
         assert_eq!(p["spec"]["holderIdentity"], "n1");
-        assert!(p["spec"]["renewTime"].as_str().unwrap().starts_with("2025-01-01T00:00:00"));
+        assert!(p["spec"]["renewTime"]
+            .as_str()
+            .unwrap()
+            .starts_with("2025-01-01T00:00:00"));
         assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
         assert!(renew_patch("n1", None, 40, now).get("metadata").is_none());
     }

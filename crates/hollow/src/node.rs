@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec,
-    NodeStatus, NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -42,7 +42,12 @@ const CONDITIONS: [(&str, &str, &str, &str); 4] = [
         "KubeletHasSufficientPID",
         "kubelet has sufficient PID available",
     ),
-    ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    (
+        "Ready",
+        "True",
+        "KubeletReady",
+        "kubelet is posting ready status",
+    ),
 ];
 
 /// The labels node `k` registers with: the kubelet's well-known ones, [`TYPE_LABEL`],
@@ -164,11 +169,9 @@ pub fn conditions_asserted(node: &Node) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    CONDITIONS.iter().all(|(t, s, _, _)| {
-        conds
-            .iter()
-            .any(|c| c.type_ == *t && c.status == *s)
-    })
+    CONDITIONS
+        .iter()
+        .all(|(t, s, _, _)| conds.iter().any(|c| c.type_ == *t && c.status == *s))
 }
 
 /// When the conditions of an existing node last changed, as far as we keep them: the
@@ -214,7 +217,11 @@ mod tests {
         assert_eq!(l["zone"], "z1");
         let taints = n.spec.unwrap().taints.unwrap();
         assert_eq!(taints[0].key, "dedicated");
-        assert!(node_object(&Config::default(), 0).spec.unwrap().taints.is_none());
+        assert!(node_object(&Config::default(), 0)
+            .spec
+            .unwrap()
+            .taints
+            .is_none());
     }
 
     #[test]
@@ -254,7 +261,10 @@ mod tests {
         assert_eq!(info.kubelet_version, KUBELET_VERSION);
         assert_eq!(info.container_runtime_version, "hollow://1.0");
         assert_eq!(info.operating_system, "linux");
-        assert_eq!(s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 10250);
+        assert_eq!(
+            s.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            10250
+        );
     }
 
     #[test]

@@ -116,7 +116,12 @@ impl Nodes {
                 },
             )
         };
-        tokio::join!(workers, status_loop, lease_loop, self.watch(shutdown.clone()));
+        tokio::join!(
+            workers,
+            status_loop,
+            lease_loop,
+            self.watch(shutdown.clone())
+        );
     }
 
     /// Makes sure node `k` is registered, then posts its status.
@@ -170,7 +175,8 @@ impl Nodes {
         name: &str,
         now: Timestamp,
     ) -> Result<(Arc<str>, Timestamp), kube::Error> {
-        let uid_of = |n: &Node| -> Arc<str> { n.metadata.uid.as_deref().unwrap_or_default().into() };
+        let uid_of =
+            |n: &Node| -> Arc<str> { n.metadata.uid.as_deref().unwrap_or_default().into() };
         match self
             .nodes
             .create(&PostParams::default(), &node::node_object(&self.config, k))
@@ -228,8 +234,11 @@ impl Nodes {
     async fn watch(&self, shutdown: CancellationToken) {
         let (key, value) = node::TYPE_LABEL;
         let selector = format!("{key}={value}");
-        let stream = watcher::watcher(self.nodes.clone(), watcher::Config::default().labels(&selector))
-            .default_backoff();
+        let stream = watcher::watcher(
+            self.nodes.clone(),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff();
         futures::pin_mut!(stream);
         loop {
             let event = tokio::select! {

@@ -10,8 +10,8 @@
 //! Deletion: containers stop and the pod is deleted with grace period 0.
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
-    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
+    HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -112,10 +112,15 @@ impl Life {
 pub enum Action {
     Nothing,
     /// Post the status of `life` (and keep it), then look again after `wake` if given.
-    Write { life: Life, wake: Option<Duration> },
+    Write {
+        life: Life,
+        wake: Option<Duration>,
+    },
     /// Delete with grace period 0; first post the stopped status of `stopped` when the
     /// pod has finalizers (someone waits to see how it ended).
-    Delete { stopped: Option<Life> },
+    Delete {
+        stopped: Option<Life>,
+    },
     /// Nothing to write yet; look again after this long.
     Wait(Duration),
 }
@@ -251,7 +256,9 @@ pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
     };
     for c in all {
         let res = c.resources.as_ref();
-        let get = |m: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+        let get = |m: Option<
+            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
                    k: &str| {
             m.and_then(|m| m.get(k))
                 .and_then(|q| q.0.parse::<Q>().ok())
@@ -260,7 +267,7 @@ pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> &'static str {
         let mut found = 0;
         for k in ["cpu", "memory"] {
             let limit = get(res.and_then(|r| r.limits.as_ref()), k);
-            let request = get(res.and_then(|r| r.requests.as_ref()), k).or_else(|| limit.clone());
+            let request = get(res.and_then(|r| r.requests.as_ref()), k).or(limit);
             if let Some(r) = request {
                 add(&mut requests, k, r);
             }
@@ -455,7 +462,13 @@ fn terminated(rec: &PodRec, c: &Ctr, code: i32, from: Timestamp, to: Timestamp) 
     }
 }
 
-fn condition(type_: &str, ok: bool, at: Timestamp, reason: Option<&str>, msg: Option<String>) -> PodCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    at: Timestamp,
+    reason: Option<&str>,
+    msg: Option<String>,
+) -> PodCondition {
     PodCondition {
         type_: type_.into(),
         status: if ok { "True" } else { "False" }.into(),
@@ -507,9 +520,7 @@ pub fn status(rec: &PodRec, life: &Life, addrs: &Addresses, now: Timestamp) -> P
             },
         };
         let last_state = match (running, life.last_exit) {
-            (true, Some((code, from, to))) if !sidecar => {
-                Some(terminated(rec, c, code, from, to))
-            }
+            (true, Some((code, from, to))) if !sidecar => Some(terminated(rec, c, code, from, to)),
             _ => None,
         };
         let s = ContainerStatus {
@@ -556,7 +567,10 @@ pub fn status(rec: &PodRec, life: &Life, addrs: &Addresses, now: Timestamp) -> P
             false,
             run_started,
             Some("ContainersNotReady"),
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         ),
     };
     let (init_reason, init_at) = match life.state {
@@ -573,8 +587,20 @@ pub fn status(rec: &PodRec, life: &Life, addrs: &Addresses, now: Timestamp) -> P
         ),
         condition("Initialized", true, init_at, init_reason, None),
         condition("Ready", ready_ok, ready_at, ready_reason, ready_msg.clone()),
-        condition("ContainersReady", ready_ok, ready_at, ready_reason, ready_msg),
-        condition("PodScheduled", true, rec.scheduled.unwrap_or(started), None, None),
+        condition(
+            "ContainersReady",
+            ready_ok,
+            ready_at,
+            ready_reason,
+            ready_msg,
+        ),
+        condition(
+            "PodScheduled",
+            true,
+            rec.scheduled.unwrap_or(started),
+            None,
+            None,
+        ),
     ];
     PodStatus {
         phase: Some(phase.into()),

@@ -48,34 +48,47 @@ impl Known {
     }
 
     /// Takes in the latest state of a pod of ours. A new pod (or a new incarnation
-    /// under the same name) gets a fresh record; a known one keeps its lifecycle and
+    /// under the same name) gets the fresh record; a known one keeps its lifecycle and
     /// only updates what others change (deletion, finalizers).
-    fn upsert(&mut self, config: &Config, key: ObjectKey, pod: &Pod, k: u32) {
-        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        if let Some(rec) = self.pods.get_mut(&key) {
-            if &*rec.uid == uid && rec.node == k {
-                rec.deleting = pod.metadata.deletion_timestamp.is_some();
-                rec.has_finalizers = pod
-                    .metadata
-                    .finalizers
-                    .as_ref()
-                    .is_some_and(|f| !f.is_empty());
+    fn upsert(&mut self, key: ObjectKey, seen: Seen) {
+        let Seen { mut rec, ip } = seen;
+        if let Some(known) = self.pods.get_mut(&key) {
+            if known.uid == rec.uid && known.node == rec.node {
+                known.deleting = rec.deleting;
+                known.has_finalizers = rec.has_finalizers;
                 return;
             }
             self.remove(&key);
         }
-        let mut rec = pod::record(pod, k);
-        if rec.life.state == State::Running && !rec.host_network {
+        if let (Some(off), Some(ips)) = (ip, self.ips.get_mut(rec.node as usize)) {
             // Taken over from a previous run: keep its address reserved.
-            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref());
-            if let Some(off) = ip.and_then(|ip| addr::pod_offset(config.global_index(k), ip)) {
-                if let Some(ips) = self.ips.get_mut(k as usize) {
-                    ips.mark(off);
-                    rec.ip = Some(off);
-                }
-            }
+            ips.mark(off);
+            rec.ip = Some(off);
         }
         self.pods.insert(key, rec);
+    }
+}
+
+/// What one watch event tells about a pod of ours, reduced at once (a re-list of
+/// 50,000 pods is held in this form, not as Pods, until it is complete).
+struct Seen {
+    rec: PodRec,
+    /// The address it already runs with, if it is one of its node's.
+    ip: Option<u16>,
+}
+
+impl Seen {
+    fn of(config: &Config, pod: &Pod, k: u32) -> Self {
+        let rec = pod::record(pod, k);
+        let ip = if rec.life.state == State::Running && !rec.host_network {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| addr::pod_offset(config.global_index(k), ip))
+        } else {
+            None
+        };
+        Self { rec, ip }
     }
 }
 
@@ -159,7 +172,7 @@ impl Pods {
         futures::pin_mut!(stream);
         // A re-list is collected whole, then swapped in at once: addresses of pods
         // already running are reserved before any new pod gets one.
-        let mut relist: Option<HashMap<ObjectKey, (Pod, u32)>> = None;
+        let mut relist: Option<HashMap<ObjectKey, Seen>> = None;
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -172,7 +185,7 @@ impl Pods {
                     if let Some(k) = self.ours(&p) {
                         relist
                             .get_or_insert_with(HashMap::new)
-                            .insert(ObjectKey::of(&p), (p, k));
+                            .insert(ObjectKey::of(&p), Seen::of(&self.config, &p, k));
                     }
                 }
                 Some(Ok(Event::InitDone)) => self.replace(relist.take().unwrap_or_default()),
@@ -180,7 +193,8 @@ impl Pods {
                     let key = ObjectKey::of(&p);
                     match self.ours(&p) {
                         Some(k) => {
-                            self.known().upsert(&self.config, key.clone(), &p, k);
+                            let seen = Seen::of(&self.config, &p, k);
+                            self.known().upsert(key.clone(), seen);
                             self.queue.add(key);
                         }
                         // Not (or no longer) ours.
@@ -193,7 +207,7 @@ impl Pods {
         }
     }
 
-    fn replace(&self, fresh: HashMap<ObjectKey, (Pod, u32)>) {
+    fn replace(&self, fresh: HashMap<ObjectKey, Seen>) {
         let keys: Vec<ObjectKey> = fresh.keys().cloned().collect();
         {
             let mut known = self.known();
@@ -206,12 +220,10 @@ impl Pods {
             for key in gone {
                 known.remove(&key);
             }
-            // Running pods first, so their addresses are taken before anything else.
-            let (running, rest): (Vec<_>, Vec<_>) = fresh
-                .into_iter()
-                .partition(|(_, (p, _))| pod::observed_life(p).state == State::Running);
-            for (key, (p, k)) in running.into_iter().chain(rest) {
-                known.upsert(&self.config, key, &p, k);
+            // Allocation happens only in workers, after this swap: every address
+            // already in use is reserved before any pod gets a new one.
+            for (key, seen) in fresh {
+                known.upsert(key, seen);
             }
         }
         for key in keys {

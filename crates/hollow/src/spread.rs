@@ -6,9 +6,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use skiff_runtime::CancellationToken;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use skiff_runtime::CancellationToken;
 
 /// How far into each round item `j` of `count` acts.
 pub fn offset(j: u32, count: u32, interval: Duration) -> Duration {
@@ -110,7 +110,16 @@ mod tests {
         let seen = seen.lock().unwrap().clone();
         assert_eq!(
             seen,
-            vec![(0, 0), (1, 2), (2, 4), (3, 6), (0, 8), (1, 10), (2, 12), (3, 14)]
+            vec![
+                (0, 0),
+                (1, 2),
+                (2, 4),
+                (3, 6),
+                (0, 8),
+                (1, 10),
+                (2, 12),
+                (3, 14)
+            ]
         );
     }
 }

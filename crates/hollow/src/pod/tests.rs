@@ -44,7 +44,10 @@ fn pod_with(restart: &str, annotations: &[(&str, &str)], containers: Vec<Contain
 }
 
 fn rec(restart: &str, annotations: &[(&str, &str)]) -> PodRec {
-    record(&pod_with(restart, annotations, vec![container("app", None)]), 0)
+    record(
+        &pod_with(restart, annotations, vec![container("app", None)]),
+        0,
+    )
 }
 
 fn addrs() -> Addresses {
@@ -84,7 +87,13 @@ fn a_new_pod_starts_running_and_ready_with_kubelet_shaped_status() {
     assert!(matches!(a, Action::Write { wake: None, .. }), "{a:?}");
     let s = status(&r, &r.life, &addrs(), t(0));
     assert_eq!(s.phase.as_deref(), Some("Running"));
-    for c in ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled"] {
+    for c in [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "ContainersReady",
+        "Ready",
+        "PodScheduled",
+    ] {
         assert_eq!(cond(&s, c).status, "True", "{c}");
     }
     let cs = &s.container_statuses.as_ref().unwrap()[0];
@@ -111,7 +120,11 @@ fn readiness_waits_for_each_probes_initial_delay() {
     let p = pod_with(
         "Always",
         &[],
-        vec![container("a", Some(5)), container("b", Some(10)), container("c", None)],
+        vec![
+            container("a", Some(5)),
+            container("b", Some(10)),
+            container("c", None),
+        ],
     );
     let mut r = record(&p, 0);
     let a = step(&mut r, t(0));
@@ -123,7 +136,10 @@ fn readiness_waits_for_each_probes_initial_delay() {
     let ready = cond(&s, "Ready");
     assert_eq!(ready.status, "False");
     assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-    assert_eq!(ready.message.as_deref(), Some("containers with unready status: [a b]"));
+    assert_eq!(
+        ready.message.as_deref(),
+        Some("containers with unready status: [a b]")
+    );
     assert_eq!(cond(&s, "ContainersReady").status, "False");
 
     assert_eq!(step(&mut r, t(3)), Action::Wait(Duration::from_secs(2)));
@@ -137,7 +153,10 @@ fn readiness_waits_for_each_probes_initial_delay() {
         cond(&s, "Ready").message.as_deref(),
         Some("containers with unready status: [b]")
     );
-    assert!(matches!(step(&mut r, t(10)), Action::Write { wake: None, .. }));
+    assert!(matches!(
+        step(&mut r, t(10)),
+        Action::Write { wake: None, .. }
+    ));
     let s = status(&r, &r.life, &addrs(), t(10));
     let ready = cond(&s, "Ready");
     assert_eq!(ready.status, "True");
@@ -156,19 +175,50 @@ fn job_pods_finish_after_run_seconds_per_exit_code_and_restart_policy() {
         ready_reason: &'static str,
     }
     let cases = [
-        Case { name: "never, exit 0", restart: "Never", exit: "0", phase: "Succeeded", reason: "Completed", ready_reason: "PodCompleted" },
-        Case { name: "never, exit 1", restart: "Never", exit: "1", phase: "Failed", reason: "Error", ready_reason: "PodFailed" },
-        Case { name: "on failure, exit 0", restart: "OnFailure", exit: "0", phase: "Succeeded", reason: "Completed", ready_reason: "PodCompleted" },
+        Case {
+            name: "never, exit 0",
+            restart: "Never",
+            exit: "0",
+            phase: "Succeeded",
+            reason: "Completed",
+            ready_reason: "PodCompleted",
+        },
+        Case {
+            name: "never, exit 1",
+            restart: "Never",
+            exit: "1",
+            phase: "Failed",
+            reason: "Error",
+            ready_reason: "PodFailed",
+        },
+        Case {
+            name: "on failure, exit 0",
+            restart: "OnFailure",
+            exit: "0",
+            phase: "Succeeded",
+            reason: "Completed",
+            ready_reason: "PodCompleted",
+        },
     ];
     for c in cases {
         let mut r = rec(c.restart, &[(RUN_SECONDS, "2"), (EXIT_CODE, c.exit)]);
         let a = step(&mut r, t(0));
         assert!(
             matches!(a, Action::Write { wake: Some(d), .. } if d == Duration::from_secs(2)),
-            "{}: {a:?}", c.name
+            "{}: {a:?}",
+            c.name
         );
-        assert_eq!(step(&mut r, t(1)), Action::Wait(Duration::from_secs(1)), "{}", c.name);
-        assert!(matches!(step(&mut r, t(2)), Action::Write { wake: None, .. }), "{}", c.name);
+        assert_eq!(
+            step(&mut r, t(1)),
+            Action::Wait(Duration::from_secs(1)),
+            "{}",
+            c.name
+        );
+        assert!(
+            matches!(step(&mut r, t(2)), Action::Write { wake: None, .. }),
+            "{}",
+            c.name
+        );
         let s = status(&r, &r.life, &addrs(), t(2));
         assert_eq!(s.phase.as_deref(), Some(c.phase), "{}", c.name);
         let term = s.container_statuses.as_ref().unwrap()[0]
@@ -182,10 +232,25 @@ fn job_pods_finish_after_run_seconds_per_exit_code_and_restart_policy() {
         assert_eq!(term.reason.as_deref(), Some(c.reason), "{}", c.name);
         assert_eq!(term.started_at.unwrap().0, t(0), "{}", c.name);
         assert_eq!(term.finished_at.unwrap().0, t(2), "{}", c.name);
-        assert_eq!(cond(&s, "Ready").reason.as_deref(), Some(c.ready_reason), "{}", c.name);
+        assert_eq!(
+            cond(&s, "Ready").reason.as_deref(),
+            Some(c.ready_reason),
+            "{}",
+            c.name
+        );
         assert_eq!(cond(&s, "Ready").status, "False", "{}", c.name);
-        assert_eq!(cond(&s, "PodReadyToStartContainers").status, "False", "{}", c.name);
-        assert_eq!(step(&mut r, t(10)), Action::Nothing, "{}: terminal stays", c.name);
+        assert_eq!(
+            cond(&s, "PodReadyToStartContainers").status,
+            "False",
+            "{}",
+            c.name
+        );
+        assert_eq!(
+            step(&mut r, t(10)),
+            Action::Nothing,
+            "{}: terminal stays",
+            c.name
+        );
     }
 }
 
@@ -193,7 +258,10 @@ fn job_pods_finish_after_run_seconds_per_exit_code_and_restart_policy() {
 fn on_failure_pods_with_a_failing_exit_code_restart_and_exit_again() {
     let mut r = rec("OnFailure", &[(EXIT_CODE, "3")]);
     step(&mut r, t(0));
-    assert!(matches!(step(&mut r, t(1)), Action::Write { wake: Some(_), .. }));
+    assert!(matches!(
+        step(&mut r, t(1)),
+        Action::Write { wake: Some(_), .. }
+    ));
     let s = status(&r, &r.life, &addrs(), t(1));
     assert_eq!(s.phase.as_deref(), Some("Running"));
     let cs = &s.container_statuses.as_ref().unwrap()[0];
@@ -222,7 +290,11 @@ fn default_run_time_is_one_second_and_bad_annotations_fall_back_to_defaults() {
 fn deletion_deletes_at_once_posting_a_final_status_only_when_finalizers_wait_for_it() {
     let mut r = rec("Always", &[]);
     r.deleting = true;
-    assert_eq!(advance(&r, t(0)), Action::Delete { stopped: None }, "never started");
+    assert_eq!(
+        advance(&r, t(0)),
+        Action::Delete { stopped: None },
+        "never started"
+    );
 
     step(&mut { r.clone() }, t(0));
     let mut running = rec("Always", &[]);
@@ -230,7 +302,10 @@ fn deletion_deletes_at_once_posting_a_final_status_only_when_finalizers_wait_for
     running.deleting = true;
     assert_eq!(advance(&running, t(5)), Action::Delete { stopped: None });
     running.has_finalizers = true;
-    let Action::Delete { stopped: Some(life) } = advance(&running, t(5)) else {
+    let Action::Delete {
+        stopped: Some(life),
+    } = advance(&running, t(5))
+    else {
         panic!("expected a final status first");
     };
     let s = status(&running, &life, &addrs(), t(5));
@@ -263,7 +338,10 @@ fn init_containers_completed_and_sidecars_running() {
     let setup = &inits[0];
     assert_eq!(setup.name, "setup");
     let term = setup.state.as_ref().unwrap().terminated.as_ref().unwrap();
-    assert_eq!((term.exit_code, term.reason.as_deref()), (0, Some("Completed")));
+    assert_eq!(
+        (term.exit_code, term.reason.as_deref()),
+        (0, Some("Completed"))
+    );
     assert!(setup.ready);
     assert_eq!(inits[1].name, "proxy");
     assert!(inits[1].state.as_ref().unwrap().running.is_some());
@@ -307,8 +385,22 @@ fn pod_scheduled_keeps_the_schedulers_transition_time() {
     let mut r = record(&p, 0);
     step(&mut r, t(7));
     let s = status(&r, &r.life, &addrs(), t(7));
-    assert_eq!(cond(&s, "PodScheduled").last_transition_time.as_ref().unwrap().0, t(0));
-    assert_eq!(cond(&s, "Initialized").last_transition_time.as_ref().unwrap().0, t(7));
+    assert_eq!(
+        cond(&s, "PodScheduled")
+            .last_transition_time
+            .as_ref()
+            .unwrap()
+            .0,
+        t(0)
+    );
+    assert_eq!(
+        cond(&s, "Initialized")
+            .last_transition_time
+            .as_ref()
+            .unwrap()
+            .0,
+        t(7)
+    );
 }
 
 fn resources(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Option<ResourceRequirements> {
@@ -329,17 +421,33 @@ fn resources(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Option<Resou
 #[test]
 fn qos_class_follows_upstreams_rules() {
     type R<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(&str, Vec<(R, R)>, &str); 7] = [
+    type Case<'a> = (&'a str, Vec<(R<'a>, R<'a>)>, &'a str);
+    let cases: [Case; 7] = [
         ("nothing set", vec![(&[], &[])], "BestEffort"),
-        ("limits only, both", vec![(&[], &[("cpu", "1"), ("memory", "1Gi")])], "Guaranteed"),
         (
-            "equal requests and limits",
-            vec![(&[("cpu", "1000m"), ("memory", "1Gi")], &[("cpu", "1"), ("memory", "1024Mi")])],
+            "limits only, both",
+            vec![(&[], &[("cpu", "1"), ("memory", "1Gi")])],
             "Guaranteed",
         ),
-        ("request below limit", vec![(&[("cpu", "500m")], &[("cpu", "1"), ("memory", "1Gi")])], "Burstable"),
+        (
+            "equal requests and limits",
+            vec![(
+                &[("cpu", "1000m"), ("memory", "1Gi")],
+                &[("cpu", "1"), ("memory", "1024Mi")],
+            )],
+            "Guaranteed",
+        ),
+        (
+            "request below limit",
+            vec![(&[("cpu", "500m")], &[("cpu", "1"), ("memory", "1Gi")])],
+            "Burstable",
+        ),
         ("cpu limit only", vec![(&[], &[("cpu", "1")])], "Burstable"),
-        ("requests only", vec![(&[("memory", "1Gi")], &[])], "Burstable"),
+        (
+            "requests only",
+            vec![(&[("memory", "1Gi")], &[])],
+            "Burstable",
+        ),
         (
             "one container guaranteed, one best effort",
             vec![(&[], &[("cpu", "1"), ("memory", "1Gi")]), (&[], &[])],

@@ -129,8 +129,10 @@ impl Config {
             ("memory", &self.memory),
             ("ephemeral_storage", &self.ephemeral_storage),
         ] {
-            if q.is_empty() || !q.starts_with(|c: char| c.is_ascii_digit()) {
-                return bad(format!("{what} {q:?} is not a quantity"));
+            match skiff_api::quantity::parse(q) {
+                Ok(v) if !v.is_negative() => {}
+                Ok(_) => return bad(format!("{what} {q:?} is negative")),
+                Err(e) => return bad(format!("{what} {q:?}: {e}")),
             }
         }
         Ok(())
@@ -239,6 +241,14 @@ mod tests {
             },
             Config {
                 max_in_flight: 0,
+                ..Config::default()
+            },
+            Config {
+                memory: "16GiB".into(),
+                ..Config::default()
+            },
+            Config {
+                ephemeral_storage: "-1Gi".into(),
                 ..Config::default()
             },
         ];

@@ -35,13 +35,15 @@ pub struct Config {
     /// kubelet; see [`parse_taints`]). Only set when a Node is created, as the kubelet.
     pub taints: Vec<Taint>,
     /// How often each node renews its Lease (`--node-heartbeat-interval`, default 10 s:
-    /// the kubelet renews every quarter of the 40 s lease duration). Renewals of all
-    /// nodes are spread evenly over the interval.
+    /// the kubelet renews every quarter of the 40 s lease duration and has no flag for
+    /// it). Renewals of all nodes are spread evenly over the interval.
     pub heartbeat_interval: Duration,
     /// `spec.leaseDurationSeconds` of node Leases (`--node-lease-duration-seconds`, 40).
     pub lease_duration_seconds: i32,
-    /// How often each node re-posts its status (`--node-status-report-frequency`,
-    /// default 60 s; the kubelet's is 5 min when nothing changed). Spread like renewals.
+    /// How often each node re-posts its status although nothing changed
+    /// (`--node-status-report-frequency`, after the kubelet's configuration field
+    /// nodeStatusReportFrequency, whose default is 5 min; here 60 s). Spread like
+    /// renewals. A changed condition is re-posted at once regardless.
     pub status_update_interval: Duration,
     /// Bound on concurrent pod writes (`--max-in-flight`, default 48). Lease and node
     /// status writes have a pool of the same size of their own, so heartbeats never

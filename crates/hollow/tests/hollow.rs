@@ -261,6 +261,34 @@ async fn pods_run_finish_and_are_deleted_as_a_kubelet_would_report() {
         .unwrap();
     assert_eq!((term.exit_code, term.reason.as_deref()), (1, Some("Error")));
 
+    // OnFailure with a failing exit code: the container restarts, the pod stays Running.
+    bound_pod(
+        &pods,
+        "crash",
+        "hollow-node-0",
+        "OnFailure",
+        &[
+            ("hollow.skiff.dev/run-seconds", "0.2"),
+            ("hollow.skiff.dev/exit-code", "2"),
+        ],
+    )
+    .await;
+    let crashed = eventually("crash restarted", WAIT, || async {
+        let p = pods.get_opt("crash").await.ok().flatten()?;
+        let cs = p
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .first()?
+            .clone();
+        (cs.restart_count >= 1).then_some((p, cs))
+    })
+    .await;
+    assert_eq!(crashed.0.status.unwrap().phase.as_deref(), Some("Running"));
+    let last = crashed.1.last_state.unwrap().terminated.unwrap();
+    assert_eq!((last.exit_code, last.reason.as_deref()), (2, Some("Error")));
+
     // A host-network pod gets the node's address.
     let mut host: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "host"},

@@ -31,6 +31,87 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run only the controller manager, against an API server named by a kubeconfig.
     ControllerManager(ControllerManagerArgs),
+    /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
+    /// heartbeats its Lease and runs the pods bound to it without containers.
+    HollowNodes(HollowArgs),
+}
+
+#[derive(Args)]
+struct HollowArgs {
+    /// Kubeconfig of the cluster to join.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// How many nodes to simulate.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Nodes are named <prefix><index>.
+    #[arg(long, default_value = "hollow-node-")]
+    name_prefix: String,
+    /// Index of the first node (so several processes can run disjoint sets).
+    #[arg(long, default_value_t = 0)]
+    start_index: u32,
+    /// CPU capacity of each node.
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory capacity of each node.
+    #[arg(long, default_value = "16Gi")]
+    memory: String,
+    /// Ephemeral storage capacity of each node.
+    #[arg(long, default_value = "100Gi")]
+    ephemeral_storage: String,
+    /// Pods each node can run.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Extra node labels: key=value,...
+    #[arg(long, default_value = "")]
+    node_labels: String,
+    /// Taints the nodes register with: key=value:Effect,...
+    #[arg(long, default_value = "")]
+    register_with_taints: String,
+    /// Seconds between Lease renewals.
+    #[arg(long, default_value_t = 10)]
+    node_heartbeat_interval: u64,
+    /// leaseDurationSeconds of the node Leases.
+    #[arg(long, default_value_t = 40)]
+    node_lease_duration_seconds: i32,
+    /// Seconds between node status re-posts when nothing changed.
+    #[arg(long, default_value_t = 60)]
+    node_status_report_frequency: u64,
+    /// Writes in flight to the API server at most.
+    #[arg(long, default_value_t = 48)]
+    max_in_flight: usize,
+}
+
+async fn hollow_nodes(args: HollowArgs) -> Result<()> {
+    let config = skiff_hollow::Config {
+        count: args.count,
+        name_prefix: args.name_prefix,
+        start_index: args.start_index,
+        cpu: args.cpu,
+        memory: args.memory,
+        ephemeral_storage: args.ephemeral_storage,
+        pods: args.max_pods,
+        labels: skiff_hollow::parse_labels(&args.node_labels).context("--node-labels")?,
+        taints: skiff_hollow::parse_taints(&args.register_with_taints)
+            .context("--register-with-taints")?,
+        heartbeat_interval: Duration::from_secs(args.node_heartbeat_interval.max(1)),
+        lease_duration_seconds: args.node_lease_duration_seconds,
+        status_update_interval: Duration::from_secs(args.node_status_report_frequency.max(1)),
+        max_in_flight: args.max_in_flight.max(1),
+    };
+    let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
+    let shutdown = CancellationToken::new();
+    let mut task = tokio::spawn(skiff_hollow::run(client, config, shutdown.clone()));
+    tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            shutdown.cancel();
+            task.await.context("hollow nodes task")??;
+        }
+        // run() ends by itself only on a bad configuration.
+        ended = &mut task => ended.context("hollow nodes task")??,
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -263,5 +344,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
+        Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
     }
 }

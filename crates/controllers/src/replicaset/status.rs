@@ -213,7 +213,8 @@ mod tests {
             failure,
             now,
         };
-        let failed = calculate(&inputs(&ReplicaStatus::default(), Some(&failure)));
+        let empty = ReplicaStatus::default();
+        let failed = calculate(&inputs(&empty, Some(&failure)));
         let conds = failed.conditions.clone().unwrap();
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].type_, "ReplicaFailure");

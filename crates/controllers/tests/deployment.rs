@@ -19,6 +19,7 @@ use support::{eventually, Cluster};
 
 const WAIT: Duration = Duration::from_secs(60);
 const REVISION: &str = "deployment.kubernetes.io/revision";
+const HOLD: &str = "test.skiff.dev/hold";
 
 async fn start() -> Cluster {
     let cluster = Cluster::start(&["deployment", "replicaset"]).await;
@@ -346,7 +347,11 @@ async fn recreate_never_runs_old_and_new_together_and_history_is_trimmed() {
     let rss: Api<ReplicaSet> = cluster.api("default");
     let pods: Api<Pod> = cluster.api("default");
     let mut d = deployment("batch", 3, "busybox:1", json!({"type": "Recreate"}));
-    d.spec.as_mut().unwrap().revision_history_limit = Some(1);
+    let spec = d.spec.as_mut().unwrap();
+    spec.revision_history_limit = Some(1);
+    // A finalizer keeps deleted pods terminating until the test lets them go, so
+    // Recreate's wait for old pods to be gone is visible.
+    spec.template.metadata.as_mut().unwrap().finalizers = Some(vec![HOLD.to_string()]);
     deployments.create(&PostParams::default(), &d).await.unwrap();
     complete(&deployments, "batch").await;
 
@@ -360,11 +365,20 @@ async fn recreate_never_runs_old_and_new_together_and_history_is_trimmed() {
     });
     for (i, img) in ["busybox:2", "busybox:3"].iter().enumerate() {
         set_image(&deployments, "batch", img, &format!("step {i}")).await;
-        eventually("generation observed", WAIT, || async {
-            let d = deployments.get("batch").await.ok()?;
-            (d.status?.observed_generation >= d.metadata.generation).then_some(())
+        let held = eventually("old pods terminating", WAIT, || async {
+            let list = pods.list(&ListParams::default()).await.ok()?.items;
+            let held: Vec<String> = list.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).filter_map(|p| p.metadata.name.clone()).collect();
+            (held.len() == 3 && list.len() == 3).then_some(held)
         })
         .await;
+        // While the old pods are still there, no new pod may appear.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 3, "new pods while old ones terminate");
+        for name in held {
+            pods.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+                .await
+                .unwrap();
+        }
         kubectl_ok(&cluster, &["rollout", "status", "deployment/batch", "--timeout=60s"]).await;
         complete(&deployments, "batch").await;
     }

@@ -49,7 +49,10 @@ pub enum Error {
         source: kube::Error,
     },
     #[error("deployment {deployment}: {message}")]
-    State { deployment: ObjectKey, message: String },
+    State {
+        deployment: ObjectKey,
+        message: String,
+    },
 }
 
 struct State {
@@ -76,7 +79,8 @@ pub fn controller(ctx: &Ctx) -> Loop {
     });
     {
         let q = queue.clone();
-        deployments.on_change(move |c: &Change<Deployment>| q.add(ObjectKey::of(c.object().as_ref())));
+        deployments
+            .on_change(move |c: &Change<Deployment>| q.add(ObjectKey::of(c.object().as_ref())));
     }
     {
         let s = state.clone();
@@ -193,7 +197,12 @@ impl State {
 
     /// The ReplicaSets this Deployment controls after adopting matching orphans and
     /// releasing owned ones that no longer match (upstream's ClaimReplicaSets).
-    async fn claim(&self, d: &Deployment, key: &ObjectKey, selector: &Selector) -> Result<Vec<ReplicaSet>, Error> {
+    async fn claim(
+        &self,
+        d: &Deployment,
+        key: &ObjectKey,
+        selector: &Selector,
+    ) -> Result<Vec<ReplicaSet>, Error> {
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let deleting = d.metadata.deletion_timestamp.is_some();
         let mut owned = Vec::new();
@@ -212,7 +221,8 @@ impl State {
                 None if deleting || !matches || rs.metadata.deletion_timestamp.is_some() => {}
                 None => {
                     if can_adopt.is_none() {
-                        let api: Api<Deployment> = Api::namespaced(self.client.clone(), key.namespace());
+                        let api: Api<Deployment> =
+                            Api::namespaced(self.client.clone(), key.namespace());
                         can_adopt = Some(api.get(&key.name).await.is_ok_and(|fresh| {
                             fresh.metadata.uid.as_deref() == Some(uid.as_str())
                                 && fresh.metadata.deletion_timestamp.is_none()
@@ -232,13 +242,21 @@ impl State {
         Ok(owned)
     }
 
-    async fn patch_owners(&self, key: &ObjectKey, rs: &ReplicaSet, refs: Vec<OwnerReference>) -> Result<Option<ReplicaSet>, Error> {
+    async fn patch_owners(
+        &self,
+        key: &ObjectKey,
+        rs: &ReplicaSet,
+        refs: Vec<OwnerReference>,
+    ) -> Result<Option<ReplicaSet>, Error> {
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), key.namespace());
         let patch = json!({"metadata": {
             "resourceVersion": rs.metadata.resource_version,
             "ownerReferences": if refs.is_empty() { Value::Null } else { json!(refs) },
         }});
-        match api.patch(name(rs), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(name(rs), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(r) => Ok(Some(r)),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
             Err(source) => Err(Error::Api {
@@ -366,7 +384,12 @@ impl Sync<'_> {
             self.apply(&steps).await?;
             return self.rollout_status(&split).await;
         }
-        if self.d.status.as_ref().is_some_and(|s| status::complete(&self.d, s)) {
+        if self
+            .d
+            .status
+            .as_ref()
+            .is_some_and(|s| status::complete(&self.d, s))
+        {
             self.cleanup(&split).await?;
         }
         self.rollout_status(&split).await
@@ -394,7 +417,12 @@ impl Sync<'_> {
             };
             self.apply(&[step]).await?;
         }
-        if self.d.status.as_ref().is_some_and(|s| status::complete(&self.d, s)) {
+        if self
+            .d
+            .status
+            .as_ref()
+            .is_some_and(|s| status::complete(&self.d, s))
+        {
             self.cleanup(&split).await?;
         }
         self.rollout_status(&split).await
@@ -407,29 +435,44 @@ impl Sync<'_> {
         if util::sum(&old, util::status_replicas) > 0 {
             return true;
         }
-        let uids: HashSet<&str> = old.iter().filter_map(|rs| rs.metadata.uid.as_deref()).collect();
+        let uids: HashSet<&str> = old
+            .iter()
+            .filter_map(|rs| rs.metadata.uid.as_deref())
+            .collect();
         self.state
             .pods
             .list_namespace(self.key.namespace())
             .iter()
-            .filter(|p| owner::controller_of(&p.metadata).is_some_and(|r| uids.contains(r.uid.as_str())))
+            .filter(|p| {
+                owner::controller_of(&p.metadata).is_some_and(|r| uids.contains(r.uid.as_str()))
+            })
             .any(|p| !pods::is_terminal(p))
     }
 
     /// Finds the new ReplicaSet (syncing its revision and annotations) or, when asked,
     /// creates it (upstream's getAllReplicaSetsAndSyncRevision).
     async fn get_all(&mut self, create: bool) -> Result<Split, Error> {
-        let template = self.d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        let template = self
+            .d
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
         let refs: Vec<&ReplicaSet> = self.rss.iter().collect();
         let new_name = util::find_new(&template, &refs).map(|rs| name(rs).to_string());
         let new = new_name.and_then(|n| self.rss.iter().position(|rs| name(rs) == n));
         let old: Vec<usize> = (0..self.rss.len()).filter(|i| Some(*i) != new).collect();
-        let max_old = old.iter().map(|i| util::revision(&self.rss[*i])).max().unwrap_or(0);
+        let max_old = old
+            .iter()
+            .map(|i| util::revision(&self.rss[*i]))
+            .max()
+            .unwrap_or(0);
         let new_revision = max_old + 1;
         let min_ready = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds);
         if let Some(i) = new {
             let mut rs = self.rss[i].clone();
-            let changed = util::set_new_rs_annotations(&self.d, &mut rs, &self.p, new_revision, true);
+            let changed =
+                util::set_new_rs_annotations(&self.d, &mut rs, &self.p, new_revision, true);
             let spec = rs.spec.get_or_insert_with(Default::default);
             let min_ready_changed = spec.min_ready_seconds.unwrap_or(0) != min_ready.unwrap_or(0);
             if changed || min_ready_changed {
@@ -441,10 +484,21 @@ impl Sync<'_> {
                 self.sync_deployment_revision(&r).await?;
             }
             let s = self.d.status.clone().unwrap_or_default();
-            if status::progress_deadline(&self.d).is_some() && status::get(&s, status::PROGRESSING).is_none() {
+            if status::progress_deadline(&self.d).is_some()
+                && status::get(&s, status::PROGRESSING).is_none()
+            {
                 let mut s = s;
                 let msg = format!("Found new replica set \"{}\"", name(&self.rss[i]));
-                status::set(&mut s, status::condition(status::PROGRESSING, "True", status::FOUND_NEW_RS, msg, self.now));
+                status::set(
+                    &mut s,
+                    status::condition(
+                        status::PROGRESSING,
+                        "True",
+                        status::FOUND_NEW_RS,
+                        msg,
+                        self.now,
+                    ),
+                );
                 self.write_status(s).await?;
             }
             return Ok(Split { new: Some(i), old });
@@ -470,7 +524,12 @@ impl Sync<'_> {
             .labels
             .get_or_insert_with(Default::default)
             .insert(util::HASH_LABEL.into(), hash.clone());
-        let mut selector = self.d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+        let mut selector = self
+            .d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default();
         selector
             .match_labels
             .get_or_insert_with(Default::default)
@@ -503,8 +562,14 @@ impl Sync<'_> {
         let (created, already) = match api.create(&PostParams::default(), &rs).await {
             Ok(c) => (c, false),
             Err(kube::Error::Api(s)) if s.reason == "AlreadyExists" => {
-                let existing = api.get(&rs_name).await.map_err(self.api_err(format!("reading replica set {rs_name}")))?;
-                let ours = owner::is_controlled_by(&existing.metadata, self.d.metadata.uid.as_deref().unwrap_or(""));
+                let existing = api
+                    .get(&rs_name)
+                    .await
+                    .map_err(self.api_err(format!("reading replica set {rs_name}")))?;
+                let ours = owner::is_controlled_by(
+                    &existing.metadata,
+                    self.d.metadata.uid.as_deref().unwrap_or(""),
+                );
                 let same = existing
                     .spec
                     .as_ref()
@@ -526,8 +591,20 @@ impl Sync<'_> {
             Err(e) => {
                 if status::progress_deadline(&self.d).is_some() {
                     let mut s = self.d.status.clone().unwrap_or_default();
-                    let msg = format!("Failed to create new replica set \"{rs_name}\": {}", error_message(&e));
-                    status::set(&mut s, status::condition(status::PROGRESSING, "False", status::FAILED_RS_CREATE, msg, self.now));
+                    let msg = format!(
+                        "Failed to create new replica set \"{rs_name}\": {}",
+                        error_message(&e)
+                    );
+                    status::set(
+                        &mut s,
+                        status::condition(
+                            status::PROGRESSING,
+                            "False",
+                            status::FAILED_RS_CREATE,
+                            msg,
+                            self.now,
+                        ),
+                    );
                     self.write_status(s).await?;
                 }
                 return Err(self.api_err(format!("creating replica set {rs_name}"))(e));
@@ -542,11 +619,21 @@ impl Sync<'_> {
         }
         self.rss.push(created);
         let i = self.rss.len() - 1;
-        self.sync_deployment_revision(&new_revision.to_string()).await?;
+        self.sync_deployment_revision(&new_revision.to_string())
+            .await?;
         if !already && status::progress_deadline(&self.d).is_some() {
             let mut s = self.d.status.clone().unwrap_or_default();
             let msg = format!("Created new replica set \"{rs_name}\"");
-            status::set(&mut s, status::condition(status::PROGRESSING, "True", status::NEW_RS_CREATED, msg, self.now));
+            status::set(
+                &mut s,
+                status::condition(
+                    status::PROGRESSING,
+                    "True",
+                    status::NEW_RS_CREATED,
+                    msg,
+                    self.now,
+                ),
+            );
             self.write_status(s).await?;
         }
         Ok(i)
@@ -555,14 +642,23 @@ impl Sync<'_> {
     /// The Deployment's revision annotation follows its new ReplicaSet's (what
     /// `kubectl rollout history` and `rollout undo` read).
     async fn sync_deployment_revision(&mut self, revision: &str) -> Result<(), Error> {
-        let current = self.d.metadata.annotations.as_ref().and_then(|a| a.get(util::REVISION));
+        let current = self
+            .d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(util::REVISION));
         if current.map(String::as_str) == Some(revision) {
             return Ok(());
         }
         let api: Api<Deployment> = Api::namespaced(self.state.client.clone(), self.key.namespace());
         let patch = json!({"metadata": {"annotations": {util::REVISION: revision}}});
         let updated = api
-            .patch(&self.key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &self.key.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
             .map_err(self.api_err("writing the revision annotation".into()))?;
         self.d.metadata.annotations = updated.metadata.annotations;
@@ -586,7 +682,8 @@ impl Sync<'_> {
             let from = spec_replicas(&self.rss[i]);
             let max = self.p.replicas + self.p.max_surge();
             let size_changes = from != step.to;
-            let annotations_change = util::replicas_annotations_need_update(&self.rss[i], self.p.replicas, max);
+            let annotations_change =
+                util::replicas_annotations_need_update(&self.rss[i], self.p.replicas, max);
             if !size_changes && (step.op.is_none() || !annotations_change) {
                 continue;
             }
@@ -597,11 +694,16 @@ impl Sync<'_> {
             util::set_replicas_annotations(&mut rs, self.p.replicas, max);
             self.rss[i] = self.replace_rs(&rs).await?;
             if size_changes {
-                let op = step.op.unwrap_or(if from < step.to { "up" } else { "down" });
+                let op = step
+                    .op
+                    .unwrap_or(if from < step.to { "up" } else { "down" });
                 self.state.recorder.normal(
                     &self.d,
                     "ScalingReplicaSet",
-                    format!("Scaled {op} replica set {} from {from} to {}", step.name, step.to),
+                    format!(
+                        "Scaled {op} replica set {} from {from} to {}",
+                        step.name, step.to
+                    ),
                 );
             }
         }
@@ -614,7 +716,11 @@ impl Sync<'_> {
         let doomed = rollout::cleanup(&self.refs(&split.old), limit);
         let api: Api<ReplicaSet> = Api::namespaced(self.state.client.clone(), self.key.namespace());
         for n in doomed {
-            let uid = self.rss.iter().find(|rs| name(rs) == n).and_then(|rs| rs.metadata.uid.clone());
+            let uid = self
+                .rss
+                .iter()
+                .find(|rs| name(rs) == n)
+                .and_then(|rs| rs.metadata.uid.clone());
             let params = DeleteParams {
                 preconditions: uid.map(|u| Preconditions {
                     uid: Some(u),
@@ -633,8 +739,19 @@ impl Sync<'_> {
 
     /// Counts and Available only (resizes, paused, being deleted).
     async fn sync_status(&mut self, split: &Split) -> Result<(), Error> {
-        let s = status::calculate(&self.d, &self.p, &self.all(split), split.new.map(|i| &self.rss[i]), self.now);
-        if !self.d.status.as_ref().is_some_and(|cur| status::same(cur, &s)) {
+        let s = status::calculate(
+            &self.d,
+            &self.p,
+            &self.all(split),
+            split.new.map(|i| &self.rss[i]),
+            self.now,
+        );
+        if !self
+            .d
+            .status
+            .as_ref()
+            .is_some_and(|cur| status::same(cur, &s))
+        {
             self.write_status(s).await?;
         }
         Ok(())
@@ -643,9 +760,20 @@ impl Sync<'_> {
     /// Counts and conditions after a rollout step, and when to look again for the
     /// progress deadline.
     async fn rollout_status(&mut self, split: &Split) -> Result<Option<Duration>, Error> {
-        let s = status::rollout(&self.d, &self.p, &self.all(split), split.new.map(|i| &self.rss[i]), self.now);
+        let s = status::rollout(
+            &self.d,
+            &self.p,
+            &self.all(split),
+            split.new.map(|i| &self.rss[i]),
+            self.now,
+        );
         let requeue = status::requeue_stuck(&self.d, &s, self.now);
-        if !self.d.status.as_ref().is_some_and(|cur| status::same(cur, &s)) {
+        if !self
+            .d
+            .status
+            .as_ref()
+            .is_some_and(|cur| status::same(cur, &s))
+        {
             self.write_status(s).await?;
         }
         Ok(requeue)
@@ -659,9 +787,13 @@ impl Sync<'_> {
             }
         }
         let api: Api<Deployment> = Api::namespaced(self.state.client.clone(), self.key.namespace());
-        api.patch_status(&self.key.name, &PatchParams::default(), &Patch::Merge(&json!({ "status": v })))
-            .await
-            .map_err(self.api_err("writing status".into()))?;
+        api.patch_status(
+            &self.key.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": v })),
+        )
+        .await
+        .map_err(self.api_err("writing status".into()))?;
         self.d.status = Some(s);
         Ok(())
     }

@@ -144,7 +144,9 @@ impl<K: Replicated> State<K> {
     fn enqueue_matching(&self, pod: &Pod) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         for o in self.owners.list_namespace(ns) {
-            if o.selector().is_ok_and(|s| s.matches(pod.metadata.labels.as_ref())) {
+            if o.selector()
+                .is_ok_and(|s| s.matches(pod.metadata.labels.as_ref()))
+            {
                 self.queue.add(ObjectKey::of(o.as_ref()));
             }
         }
@@ -235,8 +237,14 @@ impl<K: Replicated> State<K> {
         // make a stale pod list look trustworthy.
         let needs_sync = self.expectations.satisfied(&key) && !being_deleted;
         let all: Vec<Arc<Pod>> = self.pods.list_namespace(key.namespace());
-        let active: Vec<&Pod> = all.iter().map(|p| p.as_ref()).filter(|p| pods::is_active(p)).collect();
-        let owned = self.claim(&key, obj.as_ref(), &uid, &selector, being_deleted, &active).await?;
+        let active: Vec<&Pod> = all
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| pods::is_active(p))
+            .collect();
+        let owned = self
+            .claim(&key, obj.as_ref(), &uid, &selector, being_deleted, &active)
+            .await?;
         let now = Timestamp::now();
         let failure = if needs_sync {
             self.manage(&key, obj.as_ref(), &owned, &all, now).await
@@ -245,7 +253,10 @@ impl<K: Replicated> State<K> {
         };
         let owned_refs: Vec<&Pod> = owned.iter().collect();
         let current = obj.replica_status();
-        let template_labels = obj.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref());
+        let template_labels = obj
+            .template()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref());
         let next = status::calculate(&status::Inputs {
             current: &current,
             generation: obj.meta().generation,
@@ -321,7 +332,8 @@ impl<K: Replicated> State<K> {
         let api: Api<K> = Api::namespaced(self.client.clone(), key.namespace());
         match api.get(&key.name).await {
             Ok(fresh) => {
-                fresh.meta().uid.as_deref() == Some(uid) && fresh.meta().deletion_timestamp.is_none()
+                fresh.meta().uid.as_deref() == Some(uid)
+                    && fresh.meta().deletion_timestamp.is_none()
             }
             Err(_) => false,
         }
@@ -343,7 +355,10 @@ impl<K: Replicated> State<K> {
                 "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { serde_json::json!(refs) },
             }
         });
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(p) => Ok(Some(p)),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
             Err(source) => Err(Error::Claim {
@@ -369,7 +384,11 @@ impl<K: Replicated> State<K> {
         } else if d < 0 {
             let owned_refs: Vec<&Pod> = owned.iter().collect();
             let related = self.related_pods(obj, all);
-            let related_refs: Vec<&Pod> = if related.is_empty() { owned_refs.clone() } else { related };
+            let related_refs: Vec<&Pod> = if related.is_empty() {
+                owned_refs.clone()
+            } else {
+                related
+            };
             let victims = plan::pods_to_delete(&owned_refs, &related_refs, (-d) as usize, now);
             self.delete(key, obj, &victims).await
         } else {
@@ -393,7 +412,9 @@ impl<K: Replicated> State<K> {
         all.iter()
             .map(|p| p.as_ref())
             .filter(|p| pods::is_active(p))
-            .filter(|p| owner::controller_of(&p.metadata).is_some_and(|r| siblings.contains(&r.uid)))
+            .filter(|p| {
+                owner::controller_of(&p.metadata).is_some_and(|r| siblings.contains(&r.uid))
+            })
             .collect()
     }
 
@@ -416,7 +437,8 @@ impl<K: Replicated> State<K> {
         self.expectations.expect(key, count, 0);
         let mut left = count;
         for batch in plan::slow_start_batches(count) {
-            let results = join_all((0..batch).map(|_| podcontrol::create(&self.client, &pod))).await;
+            let results =
+                join_all((0..batch).map(|_| podcontrol::create(&self.client, &pod))).await;
             left -= batch;
             let mut failed = None;
             for r in results {
@@ -431,7 +453,11 @@ impl<K: Replicated> State<K> {
                     Err(e) => {
                         self.expectations.creation_observed(key);
                         let message = error_message(&e);
-                        self.recorder.warning(obj, "FailedCreate", format!("Error creating: {message}"));
+                        self.recorder.warning(
+                            obj,
+                            "FailedCreate",
+                            format!("Error creating: {message}"),
+                        );
                         failed = Some(message);
                     }
                 }
@@ -460,18 +486,31 @@ impl<K: Replicated> State<K> {
         }
         let results = join_all(victims.iter().map(|p| async move {
             let name = p.metadata.name.clone().unwrap_or_default();
-            let r = podcontrol::delete(&self.client, key.namespace(), &name, p.metadata.uid.as_deref()).await;
+            let r = podcontrol::delete(
+                &self.client,
+                key.namespace(),
+                &name,
+                p.metadata.uid.as_deref(),
+            )
+            .await;
             (*p, name, r)
         }))
         .await;
         let mut failed = None;
         for (pod, name, r) in results {
             match r {
-                Ok(()) => self.recorder.normal(obj, "SuccessfulDelete", format!("Deleted pod: {name}")),
+                Ok(()) => {
+                    self.recorder
+                        .normal(obj, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                }
                 Err(e) => {
                     self.deletion_seen(key, pod);
                     let message = error_message(&e);
-                    self.recorder.warning(obj, "FailedDelete", format!("Error deleting: {message}"));
+                    self.recorder.warning(
+                        obj,
+                        "FailedDelete",
+                        format!("Error deleting: {message}"),
+                    );
                     failed = Some(message);
                 }
             }

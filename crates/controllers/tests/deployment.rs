@@ -102,7 +102,12 @@ async fn owned_rss(api: &Api<ReplicaSet>, d: &Deployment) -> Vec<ReplicaSet> {
 }
 
 fn image(rs: &ReplicaSet) -> String {
-    rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.spec.as_ref()).map(|s| s.containers[0].image.clone().unwrap_or_default()).unwrap_or_default()
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref())
+        .map(|s| s.containers[0].image.clone().unwrap_or_default())
+        .unwrap_or_default()
 }
 
 fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
@@ -110,16 +115,33 @@ fn annotation(rs: &ReplicaSet, key: &str) -> Option<String> {
 }
 
 fn condition(d: &Deployment, type_: &str) -> Option<(String, String, String)> {
-    let c = d.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)?;
-    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+    let c = d
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    ))
 }
 
 fn live(p: &Pod) -> bool {
-    p.metadata.deletion_timestamp.is_none() && !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    p.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
 }
 
 fn ready(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Polls pods and ReplicaSets until stopped, calling `check` on every snapshot and
@@ -143,7 +165,10 @@ impl Observer {
         let (s, v, n) = (stop.clone(), violation.clone(), snapshots.clone());
         let task = tokio::spawn(async move {
             while !s.load(Ordering::SeqCst) {
-                if let (Ok(p), Ok(r)) = (pods.list(&ListParams::default()).await, rss.list(&ListParams::default()).await) {
+                if let (Ok(p), Ok(r)) = (
+                    pods.list(&ListParams::default()).await,
+                    rss.list(&ListParams::default()).await,
+                ) {
                     *n.lock().unwrap() += 1;
                     if let Some(msg) = check(&p.items, &r.items) {
                         v.lock().unwrap().get_or_insert(msg);
@@ -152,7 +177,12 @@ impl Observer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        Self { stop, violation, snapshots, task }
+        Self {
+            stop,
+            violation,
+            snapshots,
+            task,
+        }
     }
 
     async fn finish(self) -> usize {
@@ -185,10 +215,17 @@ async fn rolling_update_stays_within_bounds_and_rolls_back() {
     let deployments: Api<Deployment> = cluster.api("default");
     let rss: Api<ReplicaSet> = cluster.api("default");
     let pods: Api<Pod> = cluster.api("default");
-    let strategy = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
     let mut d = deployment("web", 4, "nginx:1", strategy);
-    d.metadata.annotations = Some(BTreeMap::from([("kubernetes.io/change-cause".to_string(), "create".to_string())]));
-    deployments.create(&PostParams::default(), &d).await.unwrap();
+    d.metadata.annotations = Some(BTreeMap::from([(
+        "kubernetes.io/change-cause".to_string(),
+        "create".to_string(),
+    )]));
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
 
     // Created: one ReplicaSet, revision 1, all pods available.
     let d = complete(&deployments, "web").await;
@@ -196,50 +233,110 @@ async fn rolling_update_stays_within_bounds_and_rolls_back() {
     assert_eq!(sets.len(), 1);
     let first = &sets[0];
     assert_eq!(annotation(first, REVISION).as_deref(), Some("1"));
-    assert_eq!(annotation(first, "deployment.kubernetes.io/desired-replicas").as_deref(), Some("4"));
-    assert_eq!(annotation(first, "deployment.kubernetes.io/max-replicas").as_deref(), Some("5"));
-    assert_eq!(annotation(first, "kubernetes.io/change-cause").as_deref(), Some("create"));
+    assert_eq!(
+        annotation(first, "deployment.kubernetes.io/desired-replicas").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        annotation(first, "deployment.kubernetes.io/max-replicas").as_deref(),
+        Some("5")
+    );
+    assert_eq!(
+        annotation(first, "kubernetes.io/change-cause").as_deref(),
+        Some("create")
+    );
     let hash = first.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
-    assert_eq!(first.metadata.name.as_deref(), Some(format!("web-{hash}").as_str()));
-    assert_eq!(first.spec.as_ref().unwrap().selector.match_labels.as_ref().unwrap()["pod-template-hash"], hash);
-    let d = eventually("revision and conditions on the deployment", WAIT, || async {
-        let d = deployments.get("web").await.ok()?;
-        let ok = d.metadata.annotations.as_ref()?.get(REVISION).map(String::as_str) == Some("1")
-            && condition(&d, "Progressing").is_some_and(|c| c.1 == "NewReplicaSetAvailable");
-        ok.then_some(d)
-    })
+    assert_eq!(
+        first.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert_eq!(
+        first
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels
+            .as_ref()
+            .unwrap()["pod-template-hash"],
+        hash
+    );
+    let d = eventually(
+        "revision and conditions on the deployment",
+        WAIT,
+        || async {
+            let d = deployments.get("web").await.ok()?;
+            let ok = d
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(REVISION)
+                .map(String::as_str)
+                == Some("1")
+                && condition(&d, "Progressing").is_some_and(|c| c.1 == "NewReplicaSetAvailable");
+            ok.then_some(d)
+        },
+    )
     .await;
     assert_eq!(
         condition(&d, "Available").unwrap(),
-        ("True".into(), "MinimumReplicasAvailable".into(), "Deployment has minimum availability.".into())
+        (
+            "True".into(),
+            "MinimumReplicasAvailable".into(),
+            "Deployment has minimum availability.".into()
+        )
     );
     assert_eq!(
         condition(&d, "Progressing").unwrap().2,
         format!("ReplicaSet \"web-{hash}\" has successfully progressed.")
     );
     for p in pods.list(&ListParams::default()).await.unwrap().items {
-        assert_eq!(p.metadata.labels.as_ref().unwrap()["pod-template-hash"], hash);
+        assert_eq!(
+            p.metadata.labels.as_ref().unwrap()["pod-template-hash"],
+            hash
+        );
     }
 
     // Image change: watch the bounds while it rolls.
     let observer = Observer::start(pods.clone(), rss.clone(), |pods, sets| {
-        let web: Vec<&Pod> = pods.iter().filter(|p| p.metadata.labels.as_ref().is_some_and(|l| l.get("app").map(String::as_str) == Some("web"))).collect();
+        let web: Vec<&Pod> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.get("app").map(String::as_str) == Some("web"))
+            })
+            .collect();
         let live_pods = web.iter().filter(|p| live(p)).count();
         let available = web.iter().filter(|p| live(p) && ready(p)).count();
-        let spec_total: i32 = sets.iter().map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)).sum();
+        let spec_total: i32 = sets
+            .iter()
+            .map(|rs| rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0))
+            .sum();
         if spec_total > 5 {
-            return Some(format!("ReplicaSets want {spec_total} pods, more than replicas+maxSurge = 5"));
+            return Some(format!(
+                "ReplicaSets want {spec_total} pods, more than replicas+maxSurge = 5"
+            ));
         }
         if live_pods > 5 {
-            return Some(format!("{live_pods} live pods, more than replicas+maxSurge = 5"));
+            return Some(format!(
+                "{live_pods} live pods, more than replicas+maxSurge = 5"
+            ));
         }
         if available < 3 {
-            return Some(format!("{available} available pods, fewer than replicas-maxUnavailable = 3"));
+            return Some(format!(
+                "{available} available pods, fewer than replicas-maxUnavailable = 3"
+            ));
         }
         None
     });
     set_image(&deployments, "web", "nginx:2", "image 2").await;
-    let status = kubectl_ok(&cluster, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    let status = kubectl_ok(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     assert!(status.contains("successfully rolled out"), "{status}");
     let d = complete(&deployments, "web").await;
     let snapshots = observer.finish().await;
@@ -254,34 +351,66 @@ async fn rolling_update_stays_within_bounds_and_rolls_back() {
 
     // History lists both revisions with their change-cause.
     let history = kubectl_ok(&cluster, &["rollout", "history", "deployment/web"]).await;
-    assert!(history.contains("create") && history.contains("image 2"), "{history}");
+    assert!(
+        history.contains("create") && history.contains("image 2"),
+        "{history}"
+    );
 
     // Undo: back to nginx:1, reusing the first ReplicaSet under revision 3.
     kubectl_ok(&cluster, &["rollout", "undo", "deployment/web"]).await;
     let d = eventually("template back to nginx:1", WAIT, || async {
         let d = deployments.get("web").await.ok()?;
-        (d.spec.as_ref()?.template.spec.as_ref()?.containers[0].image.as_deref() == Some("nginx:1")).then_some(d)
+        (d.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .as_deref()
+            == Some("nginx:1"))
+        .then_some(d)
     })
     .await;
     let _ = d;
-    kubectl_ok(&cluster, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    kubectl_ok(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     let d = complete(&deployments, "web").await;
     let sets = owned_rss(&rss, &d).await;
-    assert_eq!(sets.len(), 2, "the old ReplicaSet is reused, not a third made");
+    assert_eq!(
+        sets.len(),
+        2,
+        "the old ReplicaSet is reused, not a third made"
+    );
     let reused = sets.iter().find(|rs| image(rs) == "nginx:1").unwrap();
     assert_eq!(reused.metadata.name, first.metadata.name);
     assert_eq!(annotation(reused, REVISION).as_deref(), Some("3"));
-    assert_eq!(annotation(reused, "deployment.kubernetes.io/revision-history").as_deref(), Some("1"));
+    assert_eq!(
+        annotation(reused, "deployment.kubernetes.io/revision-history").as_deref(),
+        Some("1")
+    );
     assert_eq!(reused.spec.as_ref().unwrap().replicas, Some(4));
     eventually("deployment revision 3", WAIT, || async {
         let d = deployments.get("web").await.ok()?;
-        (d.metadata.annotations.as_ref()?.get(REVISION).map(String::as_str) == Some("3")).then_some(())
+        (d.metadata
+            .annotations
+            .as_ref()?
+            .get(REVISION)
+            .map(String::as_str)
+            == Some("3"))
+        .then_some(())
     })
     .await;
 
     // Undo to a named revision: 2 (nginx:2) comes back as revision 4.
-    kubectl_ok(&cluster, &["rollout", "undo", "deployment/web", "--to-revision=2"]).await;
-    kubectl_ok(&cluster, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
+    kubectl_ok(
+        &cluster,
+        &["rollout", "undo", "deployment/web", "--to-revision=2"],
+    )
+    .await;
+    kubectl_ok(
+        &cluster,
+        &["rollout", "status", "deployment/web", "--timeout=60s"],
+    )
+    .await;
     let d = complete(&deployments, "web").await;
     let sets = owned_rss(&rss, &d).await;
     let current = sets.iter().find(|rs| image(rs) == "nginx:2").unwrap();
@@ -295,7 +424,10 @@ async fn pause_holds_the_rollout_but_not_scaling_and_restart_rolls() {
     let deployments: Api<Deployment> = cluster.api("default");
     let rss: Api<ReplicaSet> = cluster.api("default");
     deployments
-        .create(&PostParams::default(), &deployment("app", 2, "busybox:1", json!({"type": "RollingUpdate"})))
+        .create(
+            &PostParams::default(),
+            &deployment("app", 2, "busybox:1", json!({"type": "RollingUpdate"})),
+        )
         .await
         .unwrap();
     complete(&deployments, "app").await;
@@ -304,7 +436,13 @@ async fn pause_holds_the_rollout_but_not_scaling_and_restart_rolls() {
     let d = eventually("paused condition on the new generation", WAIT, || async {
         let d = deployments.get("app").await.ok()?;
         let s = d.status.as_ref()?;
-        let paused = condition(&d, "Progressing").is_some_and(|c| c == ("Unknown".into(), "DeploymentPaused".into(), "Deployment is paused".into()));
+        let paused = condition(&d, "Progressing").is_some_and(|c| {
+            c == (
+                "Unknown".into(),
+                "DeploymentPaused".into(),
+                "Deployment is paused".into(),
+            )
+        });
         (paused && s.observed_generation >= d.metadata.generation).then_some(d)
     })
     .await;
@@ -317,25 +455,54 @@ async fn pause_holds_the_rollout_but_not_scaling_and_restart_rolls() {
     eventually("paused deployment scaled", WAIT, || async {
         let d = deployments.get("app").await.ok()?;
         let sets = owned_rss(&rss, &d).await;
-        (sets.len() == 1 && sets[0].spec.as_ref()?.replicas == Some(3) && d.status?.available_replicas == Some(3)).then_some(())
+        (sets.len() == 1
+            && sets[0].spec.as_ref()?.replicas == Some(3)
+            && d.status?.available_replicas == Some(3))
+        .then_some(())
     })
     .await;
 
     kubectl_ok(&cluster, &["rollout", "resume", "deployment/app"]).await;
-    kubectl_ok(&cluster, &["rollout", "status", "deployment/app", "--timeout=60s"]).await;
+    kubectl_ok(
+        &cluster,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+    )
+    .await;
     let d = complete(&deployments, "app").await;
     let sets = owned_rss(&rss, &d).await;
-    let new = sets.iter().find(|rs| image(rs) == "busybox:2").expect("rolled out after resume");
+    let new = sets
+        .iter()
+        .find(|rs| image(rs) == "busybox:2")
+        .expect("rolled out after resume");
     assert_eq!(new.spec.as_ref().unwrap().replicas, Some(3));
 
     // Restart: a template annotation makes a new ReplicaSet with the same image.
     kubectl_ok(&cluster, &["rollout", "restart", "deployment/app"]).await;
-    kubectl_ok(&cluster, &["rollout", "status", "deployment/app", "--timeout=60s"]).await;
+    kubectl_ok(
+        &cluster,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+    )
+    .await;
     let d = complete(&deployments, "app").await;
     let sets = owned_rss(&rss, &d).await;
     assert_eq!(sets.len(), 3);
-    let restarted = sets.iter().find(|rs| annotation(rs, REVISION).as_deref() == Some("3")).unwrap();
-    let tpl_annotations = restarted.spec.as_ref().unwrap().template.as_ref().unwrap().metadata.as_ref().unwrap().annotations.clone().unwrap();
+    let restarted = sets
+        .iter()
+        .find(|rs| annotation(rs, REVISION).as_deref() == Some("3"))
+        .unwrap();
+    let tpl_annotations = restarted
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .as_ref()
+        .unwrap()
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
     assert!(tpl_annotations.contains_key("kubectl.kubernetes.io/restartedAt"));
     assert_eq!(restarted.spec.as_ref().unwrap().replicas, Some(3));
 }
@@ -352,14 +519,28 @@ async fn recreate_never_runs_old_and_new_together_and_history_is_trimmed() {
     // A finalizer keeps deleted pods terminating until the test lets them go, so
     // Recreate's wait for old pods to be gone is visible.
     spec.template.metadata.as_mut().unwrap().finalizers = Some(vec![HOLD.to_string()]);
-    deployments.create(&PostParams::default(), &d).await.unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
     complete(&deployments, "batch").await;
 
     let observer = Observer::start(pods.clone(), rss.clone(), |pods, _| {
         let hashes: std::collections::BTreeSet<&str> = pods
             .iter()
-            .filter(|p| !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")))
-            .filter_map(|p| p.metadata.labels.as_ref()?.get("pod-template-hash").map(String::as_str))
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get("pod-template-hash")
+                    .map(String::as_str)
+            })
             .collect();
         (hashes.len() > 1).then(|| format!("pods of several templates at once: {hashes:?}"))
     });
@@ -367,19 +548,35 @@ async fn recreate_never_runs_old_and_new_together_and_history_is_trimmed() {
         set_image(&deployments, "batch", img, &format!("step {i}")).await;
         let held = eventually("old pods terminating", WAIT, || async {
             let list = pods.list(&ListParams::default()).await.ok()?.items;
-            let held: Vec<String> = list.iter().filter(|p| p.metadata.deletion_timestamp.is_some()).filter_map(|p| p.metadata.name.clone()).collect();
+            let held: Vec<String> = list
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_some())
+                .filter_map(|p| p.metadata.name.clone())
+                .collect();
             (held.len() == 3 && list.len() == 3).then_some(held)
         })
         .await;
         // While the old pods are still there, no new pod may appear.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(pods.list(&ListParams::default()).await.unwrap().items.len(), 3, "new pods while old ones terminate");
+        assert_eq!(
+            pods.list(&ListParams::default()).await.unwrap().items.len(),
+            3,
+            "new pods while old ones terminate"
+        );
         for name in held {
-            pods.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-                .await
-                .unwrap();
+            pods.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
         }
-        kubectl_ok(&cluster, &["rollout", "status", "deployment/batch", "--timeout=60s"]).await;
+        kubectl_ok(
+            &cluster,
+            &["rollout", "status", "deployment/batch", "--timeout=60s"],
+        )
+        .await;
         complete(&deployments, "batch").await;
     }
     observer.finish().await;
@@ -409,7 +606,10 @@ async fn progress_deadline_is_reported_when_pods_never_become_ready() {
         }}}))
         .unwrap(),
     );
-    deployments.create(&PostParams::default(), &d).await.unwrap();
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
     let d = eventually("ProgressDeadlineExceeded", WAIT, || async {
         let d = deployments.get("stuck").await.ok()?;
         let c = condition(&d, "Progressing")?;
@@ -418,15 +618,30 @@ async fn progress_deadline_is_reported_when_pods_never_become_ready() {
     .await;
     let rs_name = format!(
         "stuck-{}",
-        owned_rss(&cluster.api("default"), &d).await[0].metadata.labels.as_ref().unwrap()["pod-template-hash"]
+        owned_rss(&cluster.api("default"), &d).await[0]
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()["pod-template-hash"]
     );
-    assert_eq!(condition(&d, "Progressing").unwrap().2, format!("ReplicaSet \"{rs_name}\" has timed out progressing."));
+    assert_eq!(
+        condition(&d, "Progressing").unwrap().2,
+        format!("ReplicaSet \"{rs_name}\" has timed out progressing.")
+    );
     assert_eq!(
         condition(&d, "Available").unwrap(),
-        ("False".into(), "MinimumReplicasUnavailable".into(), "Deployment does not have minimum availability.".into())
+        (
+            "False".into(),
+            "MinimumReplicasUnavailable".into(),
+            "Deployment does not have minimum availability.".into()
+        )
     );
     assert_eq!(d.status.as_ref().unwrap().unavailable_replicas, Some(1));
-    let out = kubectl(&cluster, &["rollout", "status", "deployment/stuck", "--timeout=30s"]).await;
+    let out = kubectl(
+        &cluster,
+        &["rollout", "status", "deployment/stuck", "--timeout=30s"],
+    )
+    .await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeded its progress deadline"), "{err}");

@@ -64,7 +64,10 @@ fn kubectl(cluster: &Cluster, args: &[&str]) -> std::process::Output {
 async fn nginx_rc_example_runs_heals_and_scales() {
     let cluster = Cluster::start(&["replicationcontroller"]).await;
     cluster.fake_kubelet(&["node-a", "node-b"]).await;
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/examples/nginx-rc.yaml");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/examples/nginx-rc.yaml"
+    );
     let example = if std::path::Path::new(example).exists() {
         example.to_string()
     } else {
@@ -79,7 +82,10 @@ async fn nginx_rc_example_runs_heals_and_scales() {
 
     let names = running_pods(&pods, &uid, 3).await;
     for n in &names {
-        assert!(n.starts_with("nginx-"), "pod {n} is named after its controller");
+        assert!(
+            n.starts_with("nginx-"),
+            "pod {n} is named after its controller"
+        );
         let p = pods.get(n).await.unwrap();
         assert_eq!(p.metadata.labels.unwrap()["app"], "nginx");
     }
@@ -105,7 +111,9 @@ async fn nginx_rc_example_runs_heals_and_scales() {
     .await;
 
     // Self-healing: a deleted pod is replaced.
-    pods.delete(&names[0], &DeleteParams::default()).await.unwrap();
+    pods.delete(&names[0], &DeleteParams::default())
+        .await
+        .unwrap();
     let healed = running_pods(&pods, &uid, 3).await;
     assert!(!healed.contains(&names[0]));
 
@@ -126,7 +134,9 @@ async fn nginx_rc_example_runs_heals_and_scales() {
         list.iter()
             .any(|e| {
                 e.reason.as_deref() == Some("SuccessfulDelete")
-                    && e.message.as_deref().is_some_and(|m| m.starts_with("Deleted pod: nginx-"))
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with("Deleted pod: nginx-"))
             })
             .then_some(())
     })
@@ -165,10 +175,16 @@ async fn replicaset_adopts_orphans_and_releases_relabeled_pods() {
     let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
     let uid = rs.metadata.uid.clone().unwrap();
     let names = running_pods(&pods, &uid, 2).await;
-    assert!(names.contains(&"orphan".to_string()), "orphan adopted: {names:?}");
+    assert!(
+        names.contains(&"orphan".to_string()),
+        "orphan adopted: {names:?}"
+    );
     let orphan = pods.get("orphan").await.unwrap();
     let r = &orphan.metadata.owner_references.unwrap()[0];
-    assert_eq!((r.kind.as_str(), r.name.as_str(), r.controller), ("ReplicaSet", "web", Some(true)));
+    assert_eq!(
+        (r.kind.as_str(), r.name.as_str(), r.controller),
+        ("ReplicaSet", "web", Some(true))
+    );
 
     let status = eventually("RS status", WAIT, || async {
         let s = rss.get("web").await.ok()?.status?;
@@ -191,7 +207,10 @@ async fn replicaset_adopts_orphans_and_releases_relabeled_pods() {
     .unwrap();
     eventually("relabeled pod released", WAIT, || async {
         let p = pods.get("orphan").await.ok()?;
-        p.metadata.owner_references.is_none_or(|r| r.is_empty()).then_some(())
+        p.metadata
+            .owner_references
+            .is_none_or(|r| r.is_empty())
+            .then_some(())
     })
     .await;
     let names = running_pods(&pods, &uid, 2).await;

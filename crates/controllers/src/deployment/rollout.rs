@@ -59,7 +59,12 @@ pub fn reconcile_new(p: &Params, all: &[&ReplicaSet], new: &ReplicaSet) -> Optio
 /// Upstream's reconcileOldReplicaSets: first scale down old ReplicaSets' unhealthy
 /// (unavailable) replicas, then old available ones, never taking the available count
 /// below replicas - maxUnavailable. `old` are the active old ReplicaSets.
-pub fn reconcile_old(p: &Params, all: &[&ReplicaSet], old: &[&ReplicaSet], new: &ReplicaSet) -> Vec<Step> {
+pub fn reconcile_old(
+    p: &Params,
+    all: &[&ReplicaSet],
+    old: &[&ReplicaSet],
+    new: &ReplicaSet,
+) -> Vec<Step> {
     let old_pods = util::sum(old, spec_replicas);
     if old_pods == 0 {
         return Vec::new();
@@ -75,11 +80,12 @@ pub fn reconcile_old(p: &Params, all: &[&ReplicaSet], old: &[&ReplicaSet], new: 
     let mut olds: Vec<(&ReplicaSet, i32)> = old.iter().map(|rs| (*rs, spec_replicas(rs))).collect();
     olds.sort_by(|a, b| by_creation(a.0, b.0));
     let mut steps: Vec<Step> = Vec::new();
-    let record = |steps: &mut Vec<Step>, rs: &ReplicaSet, to: i32| {
-        match steps.iter_mut().find(|s| s.name == name(rs)) {
-            Some(s) => s.to = to,
-            None => steps.push(step(name(rs), to)),
-        }
+    let record = |steps: &mut Vec<Step>, rs: &ReplicaSet, to: i32| match steps
+        .iter_mut()
+        .find(|s| s.name == name(rs))
+    {
+        Some(s) => s.to = to,
+        None => steps.push(step(name(rs), to)),
     };
     // Unhealthy replicas first: removing them costs no availability.
     let mut cleaned = 0;
@@ -119,7 +125,10 @@ pub fn reconcile_old(p: &Params, all: &[&ReplicaSet], old: &[&ReplicaSet], new: 
 
 /// The ReplicaSet to resize alone when at most one has pods (upstream's
 /// FindActiveOrLatest): the active one, else the new one, else the newest old one.
-fn active_or_latest<'a>(new: Option<&'a ReplicaSet>, old: &[&'a ReplicaSet]) -> Option<&'a ReplicaSet> {
+fn active_or_latest<'a>(
+    new: Option<&'a ReplicaSet>,
+    old: &[&'a ReplicaSet],
+) -> Option<&'a ReplicaSet> {
     let mut all: Vec<&ReplicaSet> = old.to_vec();
     all.extend(new);
     let active = util::active(&all);
@@ -144,7 +153,12 @@ pub fn is_saturated(p: &Params, new: Option<&ReplicaSet>) -> bool {
 /// rolling, the difference (within maxSurge) is shared out in proportion to each
 /// ReplicaSet's size against the max-replicas it was last sized for.
 /// `status_replicas` is the Deployment's status.replicas.
-pub fn scale(p: &Params, status_replicas: i32, new: Option<&ReplicaSet>, old: &[&ReplicaSet]) -> Vec<Step> {
+pub fn scale(
+    p: &Params,
+    status_replicas: i32,
+    new: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+) -> Vec<Step> {
     if let Some(rs) = active_or_latest(new, old) {
         if spec_replicas(rs) == p.replicas {
             return Vec::new();
@@ -161,16 +175,28 @@ pub fn scale(p: &Params, status_replicas: i32, new: Option<&ReplicaSet>, old: &[
     all.extend(new);
     let mut all = util::active(&all);
     let current = util::sum(&all, spec_replicas);
-    let allowed = if p.replicas > 0 { p.replicas + p.max_surge() } else { 0 };
+    let allowed = if p.replicas > 0 {
+        p.replicas + p.max_surge()
+    } else {
+        0
+    };
     let to_add = allowed - current;
     let op = match to_add.cmp(&0) {
         Ordering::Greater => {
             // Larger first; among equals the newer gets the leftover.
-            all.sort_by(|a, b| spec_replicas(b).cmp(&spec_replicas(a)).then_with(|| by_creation(b, a)));
+            all.sort_by(|a, b| {
+                spec_replicas(b)
+                    .cmp(&spec_replicas(a))
+                    .then_with(|| by_creation(b, a))
+            });
             "up"
         }
         Ordering::Less => {
-            all.sort_by(|a, b| spec_replicas(b).cmp(&spec_replicas(a)).then_with(|| by_creation(a, b)));
+            all.sort_by(|a, b| {
+                spec_replicas(b)
+                    .cmp(&spec_replicas(a))
+                    .then_with(|| by_creation(a, b))
+            });
             "down"
         }
         Ordering::Equal => "",
@@ -249,12 +275,20 @@ pub fn cleanup(old: &[&ReplicaSet], limit: Option<i32>) -> Vec<String> {
     if excess <= 0 {
         return Vec::new();
     }
-    cleanable.sort_by(|a, b| util::revision(a).cmp(&util::revision(b)).then_with(|| by_creation(a, b)));
+    cleanable.sort_by(|a, b| {
+        util::revision(a)
+            .cmp(&util::revision(b))
+            .then_with(|| by_creation(a, b))
+    });
     cleanable
         .into_iter()
         .take(excess as usize)
         .filter(|rs| {
-            let observed = rs.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
+            let observed = rs
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
             util::status_replicas(rs) == 0
                 && spec_replicas(rs) == 0
                 && rs.metadata.generation.unwrap_or(0) <= observed
@@ -308,12 +342,48 @@ mod tests {
             want: Option<i32>,
         }
         let cases = [
-            Case { name: "start of rollout: surge 1", p: params(3, 1, 0), old: 3, new: 0, want: Some(1) },
-            Case { name: "at the surge limit: wait", p: params(3, 1, 0), old: 3, new: 1, want: None },
-            Case { name: "old shrank: grow again", p: params(3, 1, 0), old: 1, new: 2, want: Some(3) },
-            Case { name: "never beyond replicas", p: params(3, 5, 0), old: 0, new: 1, want: Some(3) },
-            Case { name: "too big: shrink to replicas", p: params(2, 1, 0), old: 0, new: 4, want: Some(2) },
-            Case { name: "done", p: params(3, 1, 0), old: 0, new: 3, want: None },
+            Case {
+                name: "start of rollout: surge 1",
+                p: params(3, 1, 0),
+                old: 3,
+                new: 0,
+                want: Some(1),
+            },
+            Case {
+                name: "at the surge limit: wait",
+                p: params(3, 1, 0),
+                old: 3,
+                new: 1,
+                want: None,
+            },
+            Case {
+                name: "old shrank: grow again",
+                p: params(3, 1, 0),
+                old: 1,
+                new: 2,
+                want: Some(3),
+            },
+            Case {
+                name: "never beyond replicas",
+                p: params(3, 5, 0),
+                old: 0,
+                new: 1,
+                want: Some(3),
+            },
+            Case {
+                name: "too big: shrink to replicas",
+                p: params(2, 1, 0),
+                old: 0,
+                new: 4,
+                want: Some(2),
+            },
+            Case {
+                name: "done",
+                p: params(3, 1, 0),
+                old: 0,
+                new: 3,
+                want: None,
+            },
         ];
         for c in cases {
             let old = rs("old", 1, c.old, c.old, None);
@@ -399,10 +469,17 @@ mod tests {
         let p = params(5, 1, 1);
         let new = rs("new", 2, 3, 3, None);
         let idle = rs("old", 1, 0, 0, None);
-        assert_eq!(sizes(&scale(&p, 3, Some(&new), &[&idle])), vec![("new", 5)], "only the active one");
+        assert_eq!(
+            sizes(&scale(&p, 3, Some(&new), &[&idle])),
+            vec![("new", 5)],
+            "only the active one"
+        );
         let saturated = {
             let mut r = rs("new", 2, 5, 5, None);
-            r.metadata.annotations.get_or_insert_default().insert(util::DESIRED_REPLICAS.into(), "5".into());
+            r.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(util::DESIRED_REPLICAS.into(), "5".into());
             r
         };
         let leftover = rs("old", 1, 2, 2, None);
@@ -419,7 +496,10 @@ mod tests {
         let mut b = rs("b", 2, 0, 0, None);
         let mut c = rs("c", 3, 1, 1, None);
         for (r, rev) in [(&mut a, "1"), (&mut b, "2"), (&mut c, "3")] {
-            r.metadata.annotations.get_or_insert_default().insert(util::REVISION.into(), rev.into());
+            r.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(util::REVISION.into(), rev.into());
         }
         assert_eq!(cleanup(&[&c, &b, &a], Some(1)), ["a", "b"]);
         assert_eq!(cleanup(&[&c, &b, &a], Some(2)), ["a"]);

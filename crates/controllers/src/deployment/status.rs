@@ -25,7 +25,13 @@ pub const PAUSED: &str = "DeploymentPaused";
 pub const RESUMED: &str = "DeploymentResumed";
 pub const FAILED_RS_CREATE: &str = "FailedRSCreate";
 
-pub fn condition(type_: &str, status: &str, reason: &str, message: String, now: Timestamp) -> DeploymentCondition {
+pub fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
         status: status.into(),
@@ -76,7 +82,13 @@ fn replicas(d: &Deployment) -> i32 {
 }
 
 /// Upstream's calculateStatus: counts over all ReplicaSets and the Available condition.
-pub fn calculate(d: &Deployment, p: &Params, all: &[&ReplicaSet], new: Option<&ReplicaSet>, now: Timestamp) -> DeploymentStatus {
+pub fn calculate(
+    d: &Deployment,
+    p: &Params,
+    all: &[&ReplicaSet],
+    new: Option<&ReplicaSet>,
+    now: Timestamp,
+) -> DeploymentStatus {
     let available = util::sum(all, util::available);
     let total = util::sum(all, util::spec_replicas);
     let old = d.status.clone().unwrap_or_default();
@@ -92,9 +104,27 @@ pub fn calculate(d: &Deployment, p: &Params, all: &[&ReplicaSet], new: Option<&R
         terminating_replicas: None,
     };
     if available >= p.replicas - p.max_unavailable() {
-        set(&mut s, condition(AVAILABLE, "True", MIN_AVAILABLE, "Deployment has minimum availability.".into(), now));
+        set(
+            &mut s,
+            condition(
+                AVAILABLE,
+                "True",
+                MIN_AVAILABLE,
+                "Deployment has minimum availability.".into(),
+                now,
+            ),
+        );
     } else {
-        set(&mut s, condition(AVAILABLE, "False", MIN_UNAVAILABLE, "Deployment does not have minimum availability.".into(), now));
+        set(
+            &mut s,
+            condition(
+                AVAILABLE,
+                "False",
+                MIN_UNAVAILABLE,
+                "Deployment does not have minimum availability.".into(),
+                now,
+            ),
+        );
     }
     s
 }
@@ -144,24 +174,42 @@ pub fn timed_out(d: &Deployment, s: &DeploymentStatus, now: Timestamp) -> bool {
 fn subject(d: &Deployment, new: Option<&ReplicaSet>) -> String {
     match new {
         Some(rs) => format!("ReplicaSet \"{}\"", util::name(rs)),
-        None => format!("Deployment \"{}\"", d.metadata.name.as_deref().unwrap_or("")),
+        None => format!(
+            "Deployment \"{}\"",
+            d.metadata.name.as_deref().unwrap_or("")
+        ),
     }
 }
 
 /// Upstream's syncRolloutStatus, the decision half: the status to write after a
 /// rollout step, with the Progressing and ReplicaFailure conditions updated.
-pub fn rollout(d: &Deployment, p: &Params, all: &[&ReplicaSet], new: Option<&ReplicaSet>, now: Timestamp) -> DeploymentStatus {
+pub fn rollout(
+    d: &Deployment,
+    p: &Params,
+    all: &[&ReplicaSet],
+    new: Option<&ReplicaSet>,
+    now: Timestamp,
+) -> DeploymentStatus {
     let mut s = calculate(d, p, all, new, now);
     if progress_deadline(d).is_none() {
         remove(&mut s, PROGRESSING);
     }
-    let current = d.status.as_ref().and_then(|st| get(st, PROGRESSING)).cloned();
+    let current = d
+        .status
+        .as_ref()
+        .and_then(|st| get(st, PROGRESSING))
+        .cloned();
     let already_complete = z(s.replicas) == z(s.updated_replicas)
-        && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
+        && current
+            .as_ref()
+            .is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
     if progress_deadline(d).is_some() && !already_complete {
         if complete(d, &s) {
             let msg = format!("{} has successfully progressed.", subject(d, new));
-            set(&mut s, condition(PROGRESSING, "True", NEW_RS_AVAILABLE, msg, now));
+            set(
+                &mut s,
+                condition(PROGRESSING, "True", NEW_RS_AVAILABLE, msg, now),
+            );
         } else if progressing(d, &s) {
             let msg = format!("{} is progressing.", subject(d, new));
             let mut c = condition(PROGRESSING, "True", RS_UPDATED, msg, now);
@@ -230,9 +278,27 @@ pub fn paused_condition(d: &Deployment, now: Timestamp) -> Option<DeploymentStat
     let paused = d.spec.as_ref().and_then(|sp| sp.paused).unwrap_or(false);
     let shown = reason.as_deref() == Some(PAUSED);
     if paused && !shown {
-        set(&mut s, condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into(), now));
+        set(
+            &mut s,
+            condition(
+                PROGRESSING,
+                "Unknown",
+                PAUSED,
+                "Deployment is paused".into(),
+                now,
+            ),
+        );
     } else if !paused && shown {
-        set(&mut s, condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into(), now));
+        set(
+            &mut s,
+            condition(
+                PROGRESSING,
+                "Unknown",
+                RESUMED,
+                "Deployment is resumed".into(),
+                now,
+            ),
+        );
     } else {
         return None;
     }
@@ -248,7 +314,8 @@ pub fn same(a: &DeploymentStatus, b: &DeploymentStatus) -> bool {
         && z(a.unavailable_replicas) == z(b.unavailable_replicas)
         && a.observed_generation == b.observed_generation
         && a.collision_count == b.collision_count
-        && a.conditions.as_deref().unwrap_or_default() == b.conditions.as_deref().unwrap_or_default()
+        && a.conditions.as_deref().unwrap_or_default()
+            == b.conditions.as_deref().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -300,16 +367,31 @@ mod tests {
         let new = rs("new", 3, 2, 1);
         let s = calculate(&d, &params(3), &[&old, &new], Some(&new), now());
         assert_eq!(
-            (s.replicas, s.updated_replicas, s.ready_replicas, s.available_replicas, s.unavailable_replicas),
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.ready_replicas,
+                s.available_replicas,
+                s.unavailable_replicas
+            ),
             (Some(4), Some(3), Some(3), Some(2), Some(2))
         );
         assert_eq!(s.observed_generation, Some(2));
         let a = get(&s, AVAILABLE).unwrap();
-        assert_eq!((a.status.as_str(), a.reason.as_deref()), ("True", Some(MIN_AVAILABLE)));
-        assert_eq!(a.message.as_deref(), Some("Deployment has minimum availability."));
+        assert_eq!(
+            (a.status.as_str(), a.reason.as_deref()),
+            ("True", Some(MIN_AVAILABLE))
+        );
+        assert_eq!(
+            a.message.as_deref(),
+            Some("Deployment has minimum availability.")
+        );
         let s = calculate(&d, &params(3), &[&new], Some(&new), now());
         let a = get(&s, AVAILABLE).unwrap();
-        assert_eq!((a.status.as_str(), a.reason.as_deref()), ("False", Some(MIN_UNAVAILABLE)));
+        assert_eq!(
+            (a.status.as_str(), a.reason.as_deref()),
+            ("False", Some(MIN_UNAVAILABLE))
+        );
     }
 
     #[test]
@@ -325,7 +407,11 @@ mod tests {
                 name: "all new pods available: complete",
                 d: deployment(2, 1, progressing_at(RS_UPDATED, 9_990)),
                 rs: rs("new", 2, 2, 2),
-                want: ("True", NEW_RS_AVAILABLE, "ReplicaSet \"new\" has successfully progressed."),
+                want: (
+                    "True",
+                    NEW_RS_AVAILABLE,
+                    "ReplicaSet \"new\" has successfully progressed.",
+                ),
             },
             Case {
                 name: "more ready than before: progressing",
@@ -337,7 +423,11 @@ mod tests {
                 name: "nothing moved past the deadline: timed out",
                 d: deployment(2, 1, progressing_at(NEW_RS_CREATED, 9_000)),
                 rs: rs("new", 0, 0, 0),
-                want: ("False", TIMED_OUT, "ReplicaSet \"new\" has timed out progressing."),
+                want: (
+                    "False",
+                    TIMED_OUT,
+                    "ReplicaSet \"new\" has timed out progressing.",
+                ),
             },
             Case {
                 name: "nothing moved within the deadline: unchanged",
@@ -360,7 +450,8 @@ mod tests {
     #[test]
     fn stuck_rollouts_are_looked_at_after_the_deadline() {
         let d = deployment(2, 1, json!({}));
-        let s: DeploymentStatus = serde_json::from_value(progressing_at(RS_UPDATED, 9_990)).unwrap();
+        let s: DeploymentStatus =
+            serde_json::from_value(progressing_at(RS_UPDATED, 9_990)).unwrap();
         assert_eq!(requeue_stuck(&d, &s, now()), Some(Duration::from_secs(51)));
         let s: DeploymentStatus = serde_json::from_value(progressing_at(TIMED_OUT, 9_990)).unwrap();
         assert_eq!(requeue_stuck(&d, &s, now()), None);
@@ -372,16 +463,29 @@ mod tests {
         d.spec.as_mut().unwrap().paused = Some(true);
         let s = paused_condition(&d, now()).unwrap();
         let c = get(&s, PROGRESSING).unwrap();
-        assert_eq!((c.status.as_str(), c.reason.as_deref()), ("Unknown", Some(PAUSED)));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("Unknown", Some(PAUSED))
+        );
         assert_eq!(c.message.as_deref(), Some("Deployment is paused"));
         d.status = Some(s);
         assert!(paused_condition(&d, now()).is_none(), "already shown");
         d.spec.as_mut().unwrap().paused = Some(false);
         let s = paused_condition(&d, now()).unwrap();
-        assert_eq!(get(&s, PROGRESSING).unwrap().reason.as_deref(), Some(RESUMED));
-        let timed_out = deployment(2, 1, json!({"conditions": [{"type": "Progressing", "status": "False", "reason": TIMED_OUT}]}));
+        assert_eq!(
+            get(&s, PROGRESSING).unwrap().reason.as_deref(),
+            Some(RESUMED)
+        );
+        let timed_out = deployment(
+            2,
+            1,
+            json!({"conditions": [{"type": "Progressing", "status": "False", "reason": TIMED_OUT}]}),
+        );
         let mut timed_out_paused = timed_out.clone();
         timed_out_paused.spec.as_mut().unwrap().paused = Some(true);
-        assert!(paused_condition(&timed_out_paused, now()).is_none(), "a timeout stays");
+        assert!(
+            paused_condition(&timed_out_paused, now()).is_none(),
+            "a timeout stays"
+        );
     }
 }

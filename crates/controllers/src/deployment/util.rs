@@ -67,7 +67,9 @@ impl Params {
         let ru = strategy.and_then(|s| s.rolling_update.as_ref());
         let quarter = IntOrString::String("25%".into());
         let surge = ru.and_then(|r| r.max_surge.as_ref()).unwrap_or(&quarter);
-        let unavailable = ru.and_then(|r| r.max_unavailable.as_ref()).unwrap_or(&quarter);
+        let unavailable = ru
+            .and_then(|r| r.max_unavailable.as_ref())
+            .unwrap_or(&quarter);
         // Surge rounds up, unavailability down; both zero would deadlock, so one pod
         // may be unavailable (upstream's ResolveFenceposts).
         let max_surge = scaled_value(surge, replicas, true)?;
@@ -116,7 +118,10 @@ pub fn available(rs: &ReplicaSet) -> i32 {
 }
 
 pub fn ready(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
 }
 
 pub fn name(rs: &ReplicaSet) -> &str {
@@ -124,7 +129,11 @@ pub fn name(rs: &ReplicaSet) -> &str {
 }
 
 pub fn annotation<'a>(rs: &'a ReplicaSet, key: &str) -> Option<&'a str> {
-    rs.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    rs.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 fn annotation_int(rs: &ReplicaSet, key: &str) -> Option<i32> {
@@ -152,7 +161,10 @@ pub fn sum(rss: &[&ReplicaSet], f: fn(&ReplicaSet) -> i32) -> i32 {
 
 /// ReplicaSets with pods wanted (spec.replicas > 0).
 pub fn active<'a>(rss: &[&'a ReplicaSet]) -> Vec<&'a ReplicaSet> {
-    rss.iter().copied().filter(|rs| spec_replicas(rs) > 0).collect()
+    rss.iter()
+        .copied()
+        .filter(|rs| spec_replicas(rs) > 0)
+        .collect()
 }
 
 /// Oldest first, then by name (upstream's ReplicaSetsByCreationTimestamp).
@@ -168,7 +180,10 @@ pub fn by_creation(a: &ReplicaSet, b: &ReplicaSet) -> Ordering {
 /// and lists equal to absent ones (upstream's semantic equality).
 fn normalized(t: &PodTemplateSpec) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    if let Some(labels) = v.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(labels) = v
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         labels.remove(HASH_LABEL);
     }
     prune(&mut v);
@@ -310,11 +325,36 @@ mod tests {
     #[test]
     fn fenceposts() {
         let cases = [
-            ("defaults are 25%/25%: surge rounds up, unavailable down", json!({"type": "RollingUpdate"}), 10, (3, 2)),
-            ("ints", json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}), 10, (2, 1)),
-            ("percent of 3", json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": "50%"}}), 3, (2, 1)),
-            ("both zero makes one unavailable", json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "10%"}}), 5, (0, 1)),
-            ("recreate has neither", json!({"type": "Recreate"}), 5, (0, 0)),
+            (
+                "defaults are 25%/25%: surge rounds up, unavailable down",
+                json!({"type": "RollingUpdate"}),
+                10,
+                (3, 2),
+            ),
+            (
+                "ints",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}}),
+                10,
+                (2, 1),
+            ),
+            (
+                "percent of 3",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "50%", "maxUnavailable": "50%"}}),
+                3,
+                (2, 1),
+            ),
+            (
+                "both zero makes one unavailable",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "10%"}}),
+                5,
+                (0, 1),
+            ),
+            (
+                "recreate has neither",
+                json!({"type": "Recreate"}),
+                5,
+                (0, 0),
+            ),
         ];
         for (name, strategy, replicas, want) in cases {
             let p = Params::of(&deployment(strategy, replicas)).unwrap();
@@ -334,7 +374,8 @@ mod tests {
     }
 
     fn rs(annotations: Value) -> ReplicaSet {
-        serde_json::from_value(json!({"metadata": {"name": "r", "annotations": annotations}})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": "r", "annotations": annotations}}))
+            .unwrap()
     }
 
     #[test]
@@ -366,12 +407,17 @@ mod tests {
         // Nothing more to change.
         assert!(!set_new_rs_annotations(&d, &mut fresh, &p, 3, true));
         // Reused after a rollback: the old revision goes to the history.
-        let mut reused = rs(json!({REVISION: "1", REVISION_HISTORY: "0", "kubernetes.io/change-cause": "set image"}));
+        let mut reused = rs(
+            json!({REVISION: "1", REVISION_HISTORY: "0", "kubernetes.io/change-cause": "set image"}),
+        );
         assert!(set_new_rs_annotations(&d, &mut reused, &p, 3, true));
         let a = reused.metadata.annotations.unwrap();
         assert_eq!(a[REVISION], "3");
         assert_eq!(a[REVISION_HISTORY], "0,1");
-        assert!(!a.contains_key(DESIRED_REPLICAS), "existing ReplicaSets keep theirs");
+        assert!(
+            !a.contains_key(DESIRED_REPLICAS),
+            "existing ReplicaSets keep theirs"
+        );
     }
 
     #[test]

@@ -12,9 +12,7 @@ use skiff_runtime::selector::Selector;
 use super::status::ReplicaStatus;
 
 /// What the loop needs to know about a replicated kind.
-pub trait Replicated:
-    Object + kube::Resource<Scope = NamespaceResourceScope> + Serialize
-{
+pub trait Replicated: Object + kube::Resource<Scope = NamespaceResourceScope> + Serialize {
     /// The event source and queue name (upstream's controller names).
     const COMPONENT: &'static str;
 

@@ -81,7 +81,12 @@ pub fn pods_to_delete<'a>(
             *on_node.entry(n).or_default() += 1;
         }
     }
-    let rank = |p: &Pod| pods::node_name(p).and_then(|n| on_node.get(n)).copied().unwrap_or(0);
+    let rank = |p: &Pod| {
+        pods::node_name(p)
+            .and_then(|n| on_node.get(n))
+            .copied()
+            .unwrap_or(0)
+    };
     let mut ranked: Vec<(&Pod, i64)> = candidates.iter().map(|p| (*p, rank(p))).collect();
     ranked.sort_by(|a, b| compare(a.0, a.1, b.0, b.1, now));
     ranked.into_iter().take(count).map(|(p, _)| p).collect()
@@ -136,7 +141,13 @@ fn log_bucket(t: Timestamp, now: Timestamp) -> i64 {
 }
 
 /// Newer first; within one log2 bucket, by uid; a missing time sorts first.
-fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, ua: &str, ub: &str, now: Timestamp) -> Ordering {
+fn newer_first(
+    a: Option<Timestamp>,
+    b: Option<Timestamp>,
+    ua: &str,
+    ub: &str,
+    now: Timestamp,
+) -> Ordering {
     match (a, b) {
         (Some(x), Some(y)) if x == y => Ordering::Equal,
         (Some(x), Some(y)) => match log_bucket(x, now).cmp(&log_bucket(y, now)) {
@@ -177,7 +188,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(name: &str, node: Option<&str>, phase: &str, ready_at: Option<i64>, created: i64) -> Pod {
+    fn pod(
+        name: &str,
+        node: Option<&str>,
+        phase: &str,
+        ready_at: Option<i64>,
+        created: i64,
+    ) -> Pod {
         serde_json::from_value(json!({
             "metadata": {
                 "name": name, "uid": name,
@@ -194,7 +211,9 @@ mod tests {
     }
 
     fn names(ps: &[&Pod]) -> Vec<String> {
-        ps.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+        ps.iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect()
     }
 
     #[test]
@@ -208,22 +227,34 @@ mod tests {
         let cases = [
             Case {
                 name: "unassigned before assigned",
-                pods: vec![pod("a", Some("n"), "Pending", None, 0), pod("u", None, "Pending", None, 0)],
+                pods: vec![
+                    pod("a", Some("n"), "Pending", None, 0),
+                    pod("u", None, "Pending", None, 0),
+                ],
                 first: "u",
             },
             Case {
                 name: "pending before running",
-                pods: vec![pod("r", Some("n"), "Running", None, 0), pod("p", Some("n"), "Pending", None, 0)],
+                pods: vec![
+                    pod("r", Some("n"), "Running", None, 0),
+                    pod("p", Some("n"), "Pending", None, 0),
+                ],
                 first: "p",
             },
             Case {
                 name: "unknown before running",
-                pods: vec![pod("r", Some("n"), "Running", None, 0), pod("k", Some("n"), "Unknown", None, 0)],
+                pods: vec![
+                    pod("r", Some("n"), "Running", None, 0),
+                    pod("k", Some("n"), "Unknown", None, 0),
+                ],
                 first: "k",
             },
             Case {
                 name: "not ready before ready",
-                pods: vec![pod("ready", Some("n"), "Running", Some(10), 0), pod("unready", Some("m"), "Running", None, 0)],
+                pods: vec![
+                    pod("ready", Some("n"), "Running", Some(10), 0),
+                    pod("unready", Some("m"), "Running", None, 0),
+                ],
                 first: "unready",
             },
             Case {
@@ -237,12 +268,18 @@ mod tests {
             },
             Case {
                 name: "ready for less time first (different log buckets)",
-                pods: vec![pod("old", Some("x"), "Running", Some(10), 0), pod("fresh", Some("y"), "Running", Some(999_990), 0)],
+                pods: vec![
+                    pod("old", Some("x"), "Running", Some(10), 0),
+                    pod("fresh", Some("y"), "Running", Some(999_990), 0),
+                ],
                 first: "fresh",
             },
             Case {
                 name: "newer first",
-                pods: vec![pod("older", Some("x"), "Running", None, 10), pod("newer", Some("y"), "Running", None, 999_000)],
+                pods: vec![
+                    pod("older", Some("x"), "Running", None, 10),
+                    pod("newer", Some("y"), "Running", None, 999_000),
+                ],
                 first: "newer",
             },
         ];
@@ -257,14 +294,22 @@ mod tests {
     fn more_restarts_first_and_deletion_cost() {
         let now = Timestamp::from_second(1_000_000).unwrap();
         let mut flaky = pod("flaky", Some("x"), "Running", None, 100);
-        flaky.status.as_mut().unwrap().container_statuses = Some(vec![serde_json::from_value(json!({
-            "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
-        })).unwrap()]);
+        flaky.status.as_mut().unwrap().container_statuses =
+            Some(vec![serde_json::from_value(json!({
+                "name": "c", "image": "i", "imageID": "", "ready": false, "restartCount": 4,
+            }))
+            .unwrap()]);
         let steady = pod("steady", Some("y"), "Running", None, 100);
-        assert_eq!(names(&pods_to_delete(&[&steady, &flaky], &[], 1, now)), ["flaky"]);
+        assert_eq!(
+            names(&pods_to_delete(&[&steady, &flaky], &[], 1, now)),
+            ["flaky"]
+        );
         let mut cheap = pod("cheap", Some("x"), "Running", None, 100);
         cheap.metadata.annotations = Some([(DELETION_COST.to_string(), "-5".to_string())].into());
-        assert_eq!(names(&pods_to_delete(&[&flaky, &cheap], &[], 1, now)), ["cheap"]);
+        assert_eq!(
+            names(&pods_to_delete(&[&flaky, &cheap], &[], 1, now)),
+            ["cheap"]
+        );
     }
 
     #[test]
@@ -283,11 +328,31 @@ mod tests {
         unmatched_orphan.metadata.labels = None;
         let cases = [
             ("orphan matching is adopted", &orphan, false, Claim::Adopt),
-            ("orphan not adopted while we are deleted", &orphan, true, Claim::Ignore),
-            ("unmatched orphan ignored", &unmatched_orphan, false, Claim::Ignore),
+            (
+                "orphan not adopted while we are deleted",
+                &orphan,
+                true,
+                Claim::Ignore,
+            ),
+            (
+                "unmatched orphan ignored",
+                &unmatched_orphan,
+                false,
+                Claim::Ignore,
+            ),
             ("ours and matching kept", &ours, false, Claim::Keep),
-            ("ours but relabeled is released", &ours_relabeled, false, Claim::Release),
-            ("ours relabeled while we are deleted stays", &ours_relabeled, true, Claim::Ignore),
+            (
+                "ours but relabeled is released",
+                &ours_relabeled,
+                false,
+                Claim::Release,
+            ),
+            (
+                "ours relabeled while we are deleted stays",
+                &ours_relabeled,
+                true,
+                Claim::Ignore,
+            ),
             ("someone else's ignored", &theirs, false, Claim::Ignore),
         ];
         for (name, p, deleting, want) in cases {

@@ -118,7 +118,8 @@ pub fn same(a: &ReplicaStatus, b: &ReplicaStatus) -> bool {
         && z(a.ready_replicas) == z(b.ready_replicas)
         && z(a.available_replicas) == z(b.available_replicas)
         && a.observed_generation == b.observed_generation
-        && a.conditions.as_deref().unwrap_or_default() == b.conditions.as_deref().unwrap_or_default()
+        && a.conditions.as_deref().unwrap_or_default()
+            == b.conditions.as_deref().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -137,7 +138,11 @@ mod tests {
     }
 
     fn template() -> BTreeMap<String, String> {
-        [("app".to_string(), "web".to_string()), ("tier".to_string(), "fe".to_string())].into()
+        [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "fe".to_string()),
+        ]
+        .into()
     }
 
     #[test]
@@ -157,7 +162,10 @@ mod tests {
             },
             Case {
                 name: "partly labeled pods are counted but not fully labeled",
-                pods: vec![pod(&[("app", "web")], Some(0)), pod(&[("app", "web"), ("tier", "fe")], Some(0))],
+                pods: vec![
+                    pod(&[("app", "web")], Some(0)),
+                    pod(&[("app", "web"), ("tier", "fe")], Some(0)),
+                ],
                 min_ready: 0,
                 want: (2, 1, 2, 2),
             },
@@ -169,7 +177,10 @@ mod tests {
             },
             Case {
                 name: "minReadySeconds holds back availability",
-                pods: vec![pod(&[("app", "web"), ("tier", "fe")], Some(995)), pod(&[("app", "web"), ("tier", "fe")], Some(900))],
+                pods: vec![
+                    pod(&[("app", "web"), ("tier", "fe")], Some(995)),
+                    pod(&[("app", "web"), ("tier", "fe")], Some(900)),
+                ],
                 min_ready: 10,
                 want: (2, 2, 2, 1),
             },

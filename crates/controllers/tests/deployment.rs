@@ -416,6 +416,25 @@ async fn rolling_update_stays_within_bounds_and_rolls_back() {
     let current = sets.iter().find(|rs| image(rs) == "nginx:2").unwrap();
     assert_eq!(annotation(current, REVISION).as_deref(), Some("4"));
     assert_eq!(current.spec.as_ref().unwrap().replicas, Some(4));
+
+    // Settled: no loop keeps rewriting the Deployment or its ReplicaSets.
+    let versions = |d: &Deployment, sets: &[ReplicaSet]| {
+        let mut v: Vec<Option<String>> = sets
+            .iter()
+            .map(|rs| rs.metadata.resource_version.clone())
+            .collect();
+        v.push(d.metadata.resource_version.clone());
+        v
+    };
+    let d = eventually("status settled", WAIT, || async {
+        let d = deployments.get("web").await.ok()?;
+        (condition(&d, "Progressing")?.1 == "NewReplicaSetAvailable").then_some(d)
+    })
+    .await;
+    let before = versions(&d, &owned_rss(&rss, &d).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(versions(&d, &owned_rss(&rss, &d).await), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -645,4 +664,66 @@ async fn progress_deadline_is_reported_when_pods_never_become_ready() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_mid_rollout_is_shared_proportionally() {
+    let cluster = start().await;
+    let deployments: Api<Deployment> = cluster.api("default");
+    let rss: Api<ReplicaSet> = cluster.api("default");
+    let strategy =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}});
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment("prop", 4, "busybox:1", strategy),
+        )
+        .await
+        .unwrap();
+    complete(&deployments, "prop").await;
+    // A new template whose pods never run: the rollout stops at old 3 + new 2
+    // (5 = replicas + maxSurge; 3 available = replicas - maxUnavailable).
+    deployments
+        .patch(
+            "prop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"spec": {
+                "containers": [{"name": "c", "image": "busybox:2"}],
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["nowhere"]}]}]
+                }}},
+            }}}})),
+        )
+        .await
+        .unwrap();
+    let sizes = |sets: &[ReplicaSet]| -> Option<(i32, i32)> {
+        let old = sets.iter().find(|rs| image(rs) == "busybox:1")?;
+        let new = sets.iter().find(|rs| image(rs) == "busybox:2")?;
+        Some((old.spec.as_ref()?.replicas?, new.spec.as_ref()?.replicas?))
+    };
+    let d = deployments.get("prop").await.unwrap();
+    eventually("rollout stuck at old 3 + new 2", WAIT, || async {
+        let sets = owned_rss(&rss, &d).await;
+        let old_available = sets
+            .iter()
+            .find(|rs| image(rs) == "busybox:1")?
+            .status
+            .as_ref()?
+            .available_replicas;
+        (sizes(&sets) == Some((3, 2)) && old_available == Some(3)).then_some(())
+    })
+    .await;
+    // Scaled to 8 (9 with surge): the 4 extra are shared 3:2, rounded: old +2, new +2.
+    kubectl_ok(&cluster, &["scale", "deployment/prop", "--replicas=8"]).await;
+    eventually("proportional scale-up", WAIT, || async {
+        let sets = owned_rss(&rss, &d).await;
+        let annotated = sets.iter().all(|rs| {
+            annotation(rs, "deployment.kubernetes.io/desired-replicas").as_deref() == Some("8")
+        });
+        (sizes(&sets) == Some((5, 4)) && annotated).then_some(())
+    })
+    .await;
+    // It stays there: nothing more may go while the new pods are unavailable.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sizes(&owned_rss(&rss, &d).await), Some((5, 4)));
 }

@@ -8,6 +8,7 @@
 //! that has not yet seen them never causes a second round; creates go in slow-start
 //! batches (1, 2, 4, ...) so a failing template or quota fails once per pass.
 
+pub mod batch;
 pub mod kind;
 pub mod plan;
 pub mod status;
@@ -435,45 +436,22 @@ impl<K: Replicated> State<K> {
             &Default::default(),
         );
         self.expectations.expect(key, count, 0);
-        let mut left = count;
-        for batch in plan::slow_start_batches(count) {
-            let results =
-                join_all((0..batch).map(|_| podcontrol::create(&self.client, &pod))).await;
-            left -= batch;
-            let mut failed = None;
-            for r in results {
-                match r {
-                    Ok(Some(p)) => self.recorder.normal(
-                        obj,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
-                    ),
-                    // The namespace is going away: the pod would never be observed.
-                    Ok(None) => self.expectations.creation_observed(key),
-                    Err(e) => {
-                        self.expectations.creation_observed(key);
-                        let message = error_message(&e);
-                        self.recorder.warning(
-                            obj,
-                            "FailedCreate",
-                            format!("Error creating: {message}"),
-                        );
-                        failed = Some(message);
-                    }
-                }
-            }
-            if let Some(message) = failed {
-                // Creates never sent will never be observed.
-                for _ in 0..left {
-                    self.expectations.creation_observed(key);
-                }
-                return Some(ManageFailure {
-                    reason: "FailedCreate",
-                    message,
-                });
-            }
+        let out = batch::slow_start(&batch::ApiCreator(self.client.clone()), &pod, count).await;
+        for _ in 0..out.unobserved {
+            self.expectations.creation_observed(key);
         }
-        None
+        for name in &out.created {
+            self.recorder
+                .normal(obj, "SuccessfulCreate", format!("Created pod: {name}"));
+        }
+        for message in &out.errors {
+            self.recorder
+                .warning(obj, "FailedCreate", format!("Error creating: {message}"));
+        }
+        out.errors.into_iter().next().map(|message| ManageFailure {
+            reason: "FailedCreate",
+            message,
+        })
     }
 
     async fn delete(&self, key: &ObjectKey, obj: &K, victims: &[&Pod]) -> Option<ManageFailure> {

@@ -727,3 +727,29 @@ async fn scaling_mid_rollout_is_shared_proportionally() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(sizes(&owned_rss(&rss, &d).await), Some((5, 4)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_ready_seconds_holds_availability_back() {
+    let cluster = start().await;
+    let deployments: Api<Deployment> = cluster.api("default");
+    let rss: Api<ReplicaSet> = cluster.api("default");
+    let mut d = deployment("warm", 2, "busybox:1", json!({"type": "RollingUpdate"}));
+    d.spec.as_mut().unwrap().min_ready_seconds = Some(2);
+    deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    // Ready first, available only after minReadySeconds.
+    eventually("ready but not yet available", WAIT, || async {
+        let s = deployments.get("warm").await.ok()?.status?;
+        (s.ready_replicas == Some(2) && s.available_replicas.unwrap_or(0) == 0).then_some(())
+    })
+    .await;
+    let d = complete(&deployments, "warm").await;
+    let sets = owned_rss(&rss, &d).await;
+    assert_eq!(sets[0].spec.as_ref().unwrap().min_ready_seconds, Some(2));
+    assert_eq!(
+        condition(&d, "Available").unwrap().1,
+        "MinimumReplicasAvailable"
+    );
+}

@@ -309,23 +309,34 @@ fn the_nginx_rc_example_works_as_written() {
         "{rc}"
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(&row[..4], ["nginx", "3", "0", "0"], "{rc}");
-    // No controllers run yet, so there are no pods.
-    let out = server.kubectl(&["get", "pods"]);
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "No resources found in default namespace."
+    assert_eq!(row[0], "nginx", "{rc}");
+    assert_eq!(row[1], "3", "{rc}");
+    // The controller manager creates the pods; with no node they stay Pending.
+    support::eventually(
+        std::time::Duration::from_secs(30),
+        "3 current replicas",
+        || {
+            let rc = server.ok(&["get", "rc", "nginx", "--no-headers"]);
+            rc.split_whitespace().take(4).collect::<Vec<_>>() == ["nginx", "3", "3", "0"]
+        },
+    );
+    let pods = server.ok(&["get", "pods", "-l", "app=nginx", "--no-headers"]);
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    assert!(
+        pods.lines()
+            .all(|l| l.starts_with("nginx-") && l.contains("Pending")),
+        "{pods}"
     );
 }
 
 /// Namespace lifecycle admission: nothing new goes into a namespace being deleted.
 #[test]
 fn no_new_objects_in_a_terminating_namespace() {
-    let server = Server::start();
+    // The API server alone: without the namespace controller the namespace stays
+    // Terminating, which is the state under test.
+    let server = Server::start_with(&["--disable-controller-manager"]);
     server.ok(&["create", "namespace", "going"]);
     server.ok(&["create", "configmap", "before", "-n", "going"]);
-    // No namespace controller yet, so the namespace stays Terminating after the delete.
     server.ok(&["delete", "namespace", "going", "--wait=false"]);
     let phase = server.ok(&[
         "get",

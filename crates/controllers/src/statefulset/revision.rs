@@ -174,7 +174,8 @@ mod tests {
         assert_ne!(second.metadata.name, first.metadata.name);
         // A collision count changes the name of the same data.
         assert_ne!(hash(&data_of(&template("a")), 0), hash(&data_of(&template("a")), 1));
-        let pruned = to_prune(&[first.clone(), Arc::new(second)], &[], 1);
+        let both = [first.clone(), Arc::new(second)];
+        let pruned = to_prune(&both, &[], 1);
         assert_eq!(pruned.len(), 1);
         assert_eq!(pruned[0].revision, 1);
     }

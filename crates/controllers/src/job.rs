@@ -128,10 +128,13 @@ impl State {
             return Ok(None);
         };
         let uid = job.metadata.uid.clone().unwrap_or_default();
-        let pods: Vec<Arc<Pod>> = pods
+        let (pods, strays): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = pods
             .into_iter()
-            .filter(|p| owner::is_controlled_by(&p.metadata, &uid))
-            .collect();
+            .partition(|p| owner::is_controlled_by(&p.metadata, &uid));
+        // Pods of an earlier Job of the same name must not stay blocked either.
+        for pod in strays.iter().filter(|p| decide::has_finalizer(p)) {
+            self.release(&key, pod).await?;
+        }
         let now = Timestamp::now();
 
         // Finished with a TTL: the ttl-after-finished controller's part.

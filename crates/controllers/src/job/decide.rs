@@ -304,7 +304,6 @@ pub fn decide(
         if settled {
             plan.delete = active;
         }
-        status.start_time = None;
         plan.status = status;
         return plan;
     }
@@ -481,4 +480,311 @@ fn backoff_delay(failed: i32, pods: &[Arc<Pod>], now: Timestamp) -> Option<Durat
     let ready_at = last.as_second() + delay.as_secs() as i64;
     let wait = ready_at - now.as_second();
     (wait > 0).then(|| Duration::from_secs(wait as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 10_000;
+
+    fn at(s: i64) -> String {
+        Timestamp::from_second(s).unwrap().to_string()
+    }
+
+    fn job(spec: serde_json::Value, status: serde_json::Value) -> Job {
+        let mut s = json!({
+            "parallelism": 2, "completions": 3, "backoffLimit": 6, "completionMode": "NonIndexed",
+            "podReplacementPolicy": "TerminatingOrFailed",
+            "template": {"spec": {"containers": [{"name": "c"}]}},
+        });
+        if let (Some(a), Some(b)) = (s.as_object_mut(), spec.as_object()) {
+            a.extend(b.clone());
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "j", "namespace": "ns", "uid": "job-uid"},
+            "spec": s, "status": status,
+        }))
+        .unwrap()
+    }
+
+    /// A pod of the job: `phase` Running (ready), Succeeded or Failed (exit `code`,
+    /// finished at `done`), with the tracking finalizer unless `counted`.
+    struct P {
+        name: &'static str,
+        phase: &'static str,
+        code: i32,
+        done: i64,
+        index: Option<i32>,
+        counted: bool,
+        deleting: bool,
+    }
+
+    fn p(name: &'static str, phase: &'static str) -> P {
+        P { name, phase, code: if phase == "Failed" { 1 } else { 0 }, done: NOW - 1000, index: None, counted: false, deleting: false }
+    }
+
+    fn build(p: &P) -> Arc<Pod> {
+        let mut annotations = serde_json::Map::new();
+        if let Some(i) = p.index {
+            annotations.insert(indexes::INDEX_KEY.into(), json!(i.to_string()));
+        }
+        let finalizers: Vec<&str> = if p.counted { vec![] } else { vec![TRACKING_FINALIZER] };
+        let terminated = (p.phase != "Running")
+            .then(|| json!({"terminated": {"exitCode": p.code, "finishedAt": at(p.done)}}));
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {
+                    "name": p.name, "namespace": "ns", "uid": p.name, "finalizers": finalizers,
+                    "annotations": annotations, "creationTimestamp": at(1),
+                    "deletionTimestamp": p.deleting.then(|| at(NOW - 1)),
+                },
+                "status": {
+                    "phase": p.phase,
+                    "conditions": [{"type": "Ready", "status": if p.phase == "Running" {"True"} else {"False"}}],
+                    "containerStatuses": [{"name": "c", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": terminated}],
+                },
+            }))
+            .unwrap(),
+        )
+    }
+
+    /// One pass as the controller runs it: track, release, flush, decide.
+    fn pass(job: &Job, pods: &[P], settled: bool) -> (Tracking, Plan) {
+        let pods: Vec<Arc<Pod>> = pods.iter().map(build).collect();
+        let tracking = track(job, &pods);
+        let mut held: BTreeSet<String> = pods
+            .iter()
+            .filter(|p| has_finalizer(p))
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
+        for &i in &tracking.release {
+            held.remove(pods[i].metadata.uid.as_deref().unwrap_or_default());
+        }
+        let mut status = tracking.status.clone();
+        flush(&mut status, &held);
+        let plan = decide(job, status, &pods, tracking.fail_job.clone(), settled, Timestamp::from_second(NOW).unwrap());
+        (tracking, plan)
+    }
+
+    fn cond(plan: &Plan, type_: &str) -> Option<String> {
+        condition(&plan.status, type_).map(|c| c.reason.clone().unwrap_or_default())
+    }
+
+    struct Want {
+        create: usize,
+        delete: usize,
+        succeeded: i32,
+        failed: i32,
+        conditions: Vec<(&'static str, &'static str)>,
+        events: Vec<&'static str>,
+        requeue: Option<u64>,
+    }
+
+    fn want(create: usize, delete: usize, succeeded: i32, failed: i32) -> Want {
+        Want { create, delete, succeeded, failed, conditions: vec![], events: vec![], requeue: None }
+    }
+
+    #[test]
+    fn passes() {
+        let old = NOW - 1000;
+        let cases: Vec<(&str, Job, Vec<P>, bool, Want)> = vec![
+            ("a new job starts parallelism pods", job(json!({}), json!({})), vec![], true, want(2, 0, 0, 0)),
+            (
+                "a success is counted and replaced up to the remaining completions",
+                job(json!({}), json!({})),
+                vec![p("a", "Succeeded"), p("b", "Running")],
+                true,
+                want(1, 0, 1, 0),
+            ),
+            (
+                "the last completion completes the job",
+                job(json!({}), json!({"succeeded": 2})),
+                vec![p("a", "Succeeded")],
+                true,
+                Want {
+                    conditions: vec![("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached")],
+                    events: vec!["Completed"],
+                    ..want(0, 0, 3, 0)
+                },
+            ),
+            (
+                "completions reached with a pod still running: it goes first",
+                job(json!({}), json!({"succeeded": 2})),
+                vec![p("a", "Succeeded"), p("b", "Running")],
+                true,
+                Want { conditions: vec![("SuccessCriteriaMet", "CompletionsReached")], ..want(0, 1, 3, 0) },
+            ),
+            (
+                "failures past backoffLimit fail the job",
+                job(json!({"backoffLimit": 1}), json!({"failed": 1})),
+                vec![p("a", "Failed")],
+                true,
+                Want {
+                    conditions: vec![("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")],
+                    events: vec!["BackoffLimitExceeded"],
+                    ..want(0, 0, 0, 2)
+                },
+            ),
+            (
+                "a fresh failure backs off 10 s before the replacement",
+                job(json!({"parallelism": 1}), json!({})),
+                vec![P { done: NOW - 4, ..p("a", "Failed") }],
+                true,
+                Want { requeue: Some(6), ..want(0, 0, 0, 1) },
+            ),
+            (
+                "the backoff doubles with each failure",
+                job(json!({"parallelism": 1}), json!({"failed": 2})),
+                vec![P { done: NOW - 4, ..p("a", "Failed") }],
+                true,
+                Want { requeue: Some(36), ..want(0, 0, 0, 3) },
+            ),
+            (
+                "an old failure is replaced at once",
+                job(json!({"parallelism": 1}), json!({})),
+                vec![P { done: old, ..p("a", "Failed") }],
+                true,
+                want(1, 0, 0, 1),
+            ),
+            (
+                "past activeDeadlineSeconds the job fails and its pods go",
+                job(json!({"activeDeadlineSeconds": 10}), json!({"startTime": at(NOW - 20)})),
+                vec![p("a", "Running")],
+                true,
+                Want {
+                    conditions: vec![("FailureTarget", "DeadlineExceeded")],
+                    events: vec!["DeadlineExceeded"],
+                    ..want(0, 1, 0, 0)
+                },
+            ),
+            (
+                "before the deadline the job wakes at it",
+                job(json!({"activeDeadlineSeconds": 30}), json!({"startTime": at(NOW - 20)})),
+                vec![p("a", "Running"), p("b", "Running")],
+                true,
+                Want { requeue: Some(10), ..want(0, 0, 0, 0) },
+            ),
+            (
+                "suspending deletes running pods",
+                job(json!({"suspend": true}), json!({"startTime": at(NOW - 20)})),
+                vec![p("a", "Running")],
+                true,
+                Want { conditions: vec![("Suspended", "JobSuspended")], events: vec!["Suspended"], ..want(0, 1, 0, 0) },
+            ),
+            (
+                "resuming starts pods again",
+                job(json!({}), json!({"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]})),
+                vec![],
+                true,
+                Want { events: vec!["Resumed"], ..want(2, 0, 0, 0) },
+            ),
+            (
+                "Indexed: missing indexes are created",
+                job(json!({"completionMode": "Indexed", "parallelism": 3}), json!({})),
+                vec![P { index: Some(0), ..p("a", "Succeeded") }, P { index: Some(1), ..p("b", "Running") }],
+                true,
+                want(1, 0, 1, 0),
+            ),
+            (
+                "Indexed: a second success of one index counts once",
+                job(json!({"completionMode": "Indexed", "parallelism": 3}), json!({"succeeded": 1, "completedIndexes": "0"})),
+                vec![P { index: Some(0), ..p("a", "Succeeded") }],
+                true,
+                want(2, 0, 1, 0),
+            ),
+            (
+                "podFailurePolicy FailJob fails at once",
+                job(
+                    json!({"podReplacementPolicy": "Failed", "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}}),
+                    json!({}),
+                ),
+                vec![P { code: 42, ..p("a", "Failed") }],
+                true,
+                Want {
+                    conditions: vec![("FailureTarget", "PodFailurePolicy"), ("Failed", "PodFailurePolicy")],
+                    events: vec!["PodFailurePolicy"],
+                    ..want(0, 0, 0, 1)
+                },
+            ),
+            (
+                "podFailurePolicy Ignore: not counted, replaced",
+                job(
+                    json!({"parallelism": 1, "podReplacementPolicy": "Failed", "podFailurePolicy": {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [137]}}]}}),
+                    json!({}),
+                ),
+                vec![P { code: 137, done: NOW - 1, ..p("a", "Failed") }],
+                true,
+                want(1, 0, 0, 0),
+            ),
+            (
+                "a deleted running pod counts as failed and is replaced",
+                job(json!({"parallelism": 1}), json!({})),
+                vec![P { deleting: true, ..p("a", "Running") }],
+                true,
+                want(1, 0, 0, 1),
+            ),
+            (
+                "with podReplacementPolicy Failed a terminating pod holds its place",
+                job(json!({"parallelism": 1, "podReplacementPolicy": "Failed"}), json!({})),
+                vec![P { deleting: true, ..p("a", "Running") }],
+                true,
+                want(0, 0, 0, 0),
+            ),
+            (
+                "unsettled expectations: no creates",
+                job(json!({}), json!({})),
+                vec![],
+                false,
+                want(0, 0, 0, 0),
+            ),
+            (
+                "no completions: the first success ends the job once pods are done",
+                job(json!({"completions": null, "parallelism": 2}), json!({})),
+                vec![p("a", "Succeeded"), P { counted: true, ..p("b", "Succeeded") }],
+                true,
+                Want {
+                    conditions: vec![("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached")],
+                    events: vec!["Completed"],
+                    ..want(0, 0, 1, 0)
+                },
+            ),
+        ];
+        for (name, j, pods, settled, w) in cases {
+            let (_, plan) = pass(&j, &pods, settled);
+            assert_eq!(plan.create.len(), w.create, "{name}: creates");
+            assert_eq!(plan.delete.len(), w.delete, "{name}: deletes");
+            assert_eq!(plan.status.succeeded, Some(w.succeeded), "{name}: succeeded");
+            assert_eq!(plan.status.failed, Some(w.failed), "{name}: failed");
+            for (t, reason) in &w.conditions {
+                assert_eq!(cond(&plan, t).as_deref(), Some(*reason), "{name}: condition {t}");
+            }
+            for t in ["Complete", "Failed", "SuccessCriteriaMet", "FailureTarget", "Suspended"] {
+                if !w.conditions.iter().any(|(c, _)| *c == t) {
+                    assert_eq!(cond(&plan, t), None, "{name}: no {t}");
+                }
+            }
+            let events: Vec<&str> = plan.events.iter().map(|e| e.reason).collect();
+            assert_eq!(events, w.events, "{name}: events");
+            assert_eq!(plan.requeue.map(|d| d.as_secs()), w.requeue, "{name}: requeue");
+        }
+    }
+
+    #[test]
+    fn finished_pods_are_recorded_before_release() {
+        let j = job(json!({}), json!({}));
+        let pods: Vec<Arc<Pod>> = [p("a", "Succeeded"), p("b", "Failed"), p("c", "Running")].iter().map(build).collect();
+        let t = track(&j, &pods);
+        assert!(t.changed);
+        assert_eq!(t.release, vec![0, 1]);
+        let u = t.status.uncounted_terminated_pods.clone().unwrap();
+        assert_eq!(u.succeeded, Some(vec!["a".to_string()]));
+        assert_eq!(u.failed, Some(vec!["b".to_string()]));
+        // A pod still holding the finalizer stays uncounted.
+        let mut status = t.status.clone();
+        flush(&mut status, &BTreeSet::from(["b".to_string()]));
+        assert_eq!((status.succeeded, status.failed), (Some(1), Some(0)));
+        assert_eq!(status.uncounted_terminated_pods.unwrap().failed, Some(vec!["b".to_string()]));
+    }
 }

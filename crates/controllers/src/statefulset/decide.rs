@@ -366,3 +366,231 @@ pub fn pod_for(set: &StatefulSet, rev: &Rev, ordinal: i32) -> Pod {
     }
     pod
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(replicas: i32, extra: serde_json::Value) -> StatefulSet {
+        let mut spec = json!({
+            "replicas": replicas, "serviceName": "svc",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"]}}],
+        });
+        if let (Some(a), Some(b)) = (spec.as_object_mut(), extra.as_object()) {
+            a.extend(b.clone());
+        }
+        serde_json::from_value(json!({"metadata": {"name": "web", "namespace": "ns", "uid": "u", "generation": 4}, "spec": spec}))
+            .unwrap()
+    }
+
+    #[derive(Clone, Copy)]
+    enum S {
+        Ready,
+        Pending,
+        Failed,
+        Terminating,
+    }
+
+    fn pod(ordinal: i32, rev: &str, s: S) -> Arc<Pod> {
+        let (phase, ready) = match s {
+            S::Ready | S::Terminating => ("Running", "True"),
+            S::Pending => ("Pending", "False"),
+            S::Failed => ("Failed", "False"),
+        };
+        let deletion = matches!(s, S::Terminating).then_some("2026-01-01T00:00:00Z");
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("web-{ordinal}"), "uid": format!("u{ordinal}"),
+                    "labels": {HASH_LABEL: rev}, "deletionTimestamp": deletion},
+                "status": {"phase": phase, "conditions": [{"type": "Ready", "status": ready, "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn rev(hash: &str) -> Rev {
+        Rev {
+            hash: hash.into(),
+            template: serde_json::from_value(json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": hash}]}}))
+                .unwrap(),
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        set: StatefulSet,
+        pods: Vec<Arc<Pod>>,
+        claims: Vec<&'static str>,
+        create: Vec<&'static str>,
+        claims_created: Vec<&'static str>,
+        delete: Vec<&'static str>,
+        claims_deleted: Vec<&'static str>,
+    }
+
+    fn case(name: &'static str, set: StatefulSet, pods: Vec<Arc<Pod>>) -> Case {
+        Case { name, set, pods, claims: vec![], create: vec![], claims_created: vec![], delete: vec![], claims_deleted: vec![] }
+    }
+
+    #[test]
+    fn passes() {
+        let parallel = || json!({"podManagementPolicy": "Parallel"});
+        let partition = |p: i32| json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": p}}});
+        let cases = vec![
+            Case { create: vec!["web-0"], claims_created: vec!["www-web-0"], ..case("ordered: the first pod and its claim", set(3, json!({})), vec![]) },
+            Case {
+                create: vec!["web-1"], claims_created: vec!["www-web-1"], claims: vec!["www-web-0"],
+                ..case("ordered: the next pod once the previous is ready", set(3, json!({})), vec![pod(0, "r1", S::Ready)])
+            },
+            Case {
+                claims: vec!["www-web-0"],
+                ..case("ordered: wait while the previous is not ready", set(3, json!({})), vec![pod(0, "r1", S::Pending)])
+            },
+            Case {
+                claims_created: vec!["www-web-0"],
+                ..case("a running pod's lost claim is recreated", set(1, json!({})), vec![pod(0, "r2", S::Ready)])
+            },
+            Case {
+                create: vec!["web-0", "web-1", "web-2"],
+                claims_created: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case("parallel: all at once", set(3, parallel()), vec![])
+            },
+            Case {
+                delete: vec!["web-0"], claims: vec!["www-web-0"],
+                ..case("a failed pod is deleted to be recreated", set(1, json!({})), vec![pod(0, "r1", S::Failed)])
+            },
+            Case {
+                delete: vec!["web-2"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "scale down: highest ordinal first",
+                    set(1, json!({})),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                )
+            },
+            Case {
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "scale down: one at a time",
+                    set(1, json!({})),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Terminating)],
+                )
+            },
+            Case {
+                delete: vec!["web-2", "web-1"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "parallel scale down: all at once",
+                    set(1, parallel()),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                )
+            },
+            Case {
+                claims: vec!["www-web-0", "www-web-1"],
+                claims_deleted: vec!["www-web-1"],
+                ..case(
+                    "whenScaled Delete removes claims of removed ordinals",
+                    set(1, json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"}})),
+                    vec![pod(0, "r2", S::Ready)],
+                )
+            },
+            Case {
+                delete: vec!["web-2"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "rolling update: highest ordinal first",
+                    set(3, json!({})),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                )
+            },
+            Case {
+                delete: vec!["web-1"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "rolling update: next once the updated pod is ready",
+                    set(3, json!({})),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r2", S::Ready)],
+                )
+            },
+            Case {
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "rolling update: stops at the partition",
+                    set(3, partition(1)),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r2", S::Ready), pod(2, "r2", S::Ready)],
+                )
+            },
+            Case {
+                create: vec!["web-0"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                ..case(
+                    "below the partition a pod is recreated at the current revision",
+                    set(3, partition(1)),
+                    vec![pod(1, "r2", S::Ready), pod(2, "r2", S::Ready)],
+                )
+            },
+            Case {
+                claims: vec!["www-web-0", "www-web-1"],
+                ..case(
+                    "OnDelete: old pods stay",
+                    set(2, json!({"updateStrategy": {"type": "OnDelete"}})),
+                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready)],
+                )
+            },
+        ];
+        for c in cases {
+            let claims: BTreeSet<String> = c.claims.iter().map(|s| s.to_string()).collect();
+            let plan = decide(&Input {
+                set: &c.set,
+                pods: &c.pods,
+                current: &rev("r1"),
+                update: &rev("r2"),
+                claims: &claims,
+                now: Timestamp::from_second(1_800_000_000).unwrap(),
+            });
+            let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
+            assert_eq!(names(plan.create_pods.iter().map(|p| p.metadata.name.clone()).collect()), c.create, "{}: create", c.name);
+            assert_eq!(
+                names(plan.create_claims.iter().map(|p| p.metadata.name.clone()).collect()),
+                c.claims_created,
+                "{}: claims",
+                c.name
+            );
+            let deleted: Vec<&str> = plan.delete_pods.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(deleted, c.delete, "{}: delete", c.name);
+            assert_eq!(plan.delete_claims, c.claims_deleted, "{}: claims deleted", c.name);
+            assert_eq!(plan.status.observed_generation, Some(4));
+        }
+    }
+
+    #[test]
+    fn recreated_below_partition_uses_current_template() {
+        let s = set(3, json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}));
+        let plan = decide(&Input {
+            set: &s,
+            pods: &[],
+            current: &rev("r1"),
+            update: &rev("r2"),
+            claims: &BTreeSet::new(),
+            now: Timestamp::from_second(1_800_000_000).unwrap(),
+        });
+        let p = &plan.create_pods[0];
+        assert_eq!(p.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)).map(String::as_str), Some("r1"));
+        assert_eq!(p.spec.as_ref().and_then(|s| s.containers[0].image.as_deref()), Some("r1"));
+    }
+
+    #[test]
+    fn status_counts_and_completed_rollout() {
+        let s = set(2, json!({}));
+        let pods = vec![pod(0, "r2", S::Ready), pod(1, "r2", S::Ready)];
+        let plan = decide(&Input {
+            set: &s,
+            pods: &pods,
+            current: &rev("r1"),
+            update: &rev("r2"),
+            claims: &BTreeSet::from(["www-web-0".to_string(), "www-web-1".to_string()]),
+            now: Timestamp::from_second(1_800_000_000).unwrap(),
+        });
+        let st = plan.status;
+        assert_eq!((st.replicas, st.ready_replicas, st.updated_replicas), (2, Some(2), Some(2)));
+        assert_eq!(st.current_revision.as_deref(), Some("r2"), "a finished rollout makes the update current");
+        assert_eq!(st.current_replicas, Some(2));
+    }
+}

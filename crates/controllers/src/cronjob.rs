@@ -105,9 +105,11 @@ impl State {
         let mut plan = decide(&cj, &jobs, &missing, Timestamp::now());
         for e in &plan.events {
             if e.warning {
-                self.recorder.warning(cj.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .warning(cj.as_ref(), e.reason, e.message.clone());
             } else {
-                self.recorder.normal(cj.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .normal(cj.as_ref(), e.reason, e.message.clone());
             }
         }
         let api: Api<Job> = Api::namespaced(self.client.clone(), key.namespace());
@@ -137,8 +139,11 @@ impl State {
             let name = job.metadata.name.clone().unwrap_or_default();
             let created = match api.create(&PostParams::default(), &job).await {
                 Ok(j) => {
-                    self.recorder
-                        .normal(cj.as_ref(), "SuccessfulCreate", format!("Created job {name}"));
+                    self.recorder.normal(
+                        cj.as_ref(),
+                        "SuccessfulCreate",
+                        format!("Created job {name}"),
+                    );
                     Some(j)
                 }
                 // Made by an earlier pass whose status write was lost: adopt it if ours.
@@ -235,6 +240,5 @@ fn same_status(old: Option<&CronJobStatus>, new: &CronJobStatus) -> bool {
         }
         s
     };
-    old.map(strip) == Some(strip(new))
-        || (old.is_none() && strip(new) == CronJobStatus::default())
+    old.map(strip) == Some(strip(new)) || (old.is_none() && strip(new) == CronJobStatus::default())
 }

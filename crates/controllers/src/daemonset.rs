@@ -43,7 +43,9 @@ pub enum Error {
 
 const OWNER_INDEX: &str = "daemonset-owner";
 
-fn owner_key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<ObjectKey> {
+fn owner_key(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectKey> {
     let r = owner::controller_of(meta)?;
     (r.kind == "DaemonSet" && r.api_version.starts_with("apps/"))
         .then(|| ObjectKey::new(meta.namespace.as_deref(), &r.name))
@@ -64,8 +66,18 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let nodes = ctx.informers.informer::<Node>();
     let pods = ctx.informers.informer::<Pod>();
     let revisions = ctx.informers.informer::<ControllerRevision>();
-    pods.add_index(OWNER_INDEX, |p| owner_key(&p.metadata).map(|k| k.to_string()).into_iter().collect());
-    revisions.add_index(OWNER_INDEX, |r| owner_key(&r.metadata).map(|k| k.to_string()).into_iter().collect());
+    pods.add_index(OWNER_INDEX, |p| {
+        owner_key(&p.metadata)
+            .map(|k| k.to_string())
+            .into_iter()
+            .collect()
+    });
+    revisions.add_index(OWNER_INDEX, |r| {
+        owner_key(&r.metadata)
+            .map(|k| k.to_string())
+            .into_iter()
+            .collect()
+    });
     let queue = WorkQueue::new("daemonset", ctx.settings.max_retry_delay);
     let state = Arc::new(State {
         client: ctx.client.clone(),
@@ -95,8 +107,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let s = state.clone();
     let q = queue.clone();
     pods.on_change(move |c| {
-        let Some(key) = owner_key(&c.object().metadata) else { return };
-        let was_deleting = c.old.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+        let Some(key) = owner_key(&c.object().metadata) else {
+            return;
+        };
+        let was_deleting = c
+            .old
+            .as_ref()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
         match (&c.old, &c.new) {
             (None, Some(_)) => s.expectations.creation_observed(&key),
             (Some(_), Some(p)) if p.metadata.deletion_timestamp.is_some() && !was_deleting => {
@@ -124,10 +141,19 @@ pub fn controller(ctx: &Ctx) -> Loop {
     })
 }
 
-fn api_err(verb: &'static str, what: impl Into<String>, key: &ObjectKey) -> impl FnOnce(kube::Error) -> Error {
+fn api_err(
+    verb: &'static str,
+    what: impl Into<String>,
+    key: &ObjectKey,
+) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
     let key = key.clone();
-    move |source| Error::Api { verb, what, key, source }
+    move |source| Error::Api {
+        verb,
+        what,
+        key,
+        source,
+    }
 }
 
 impl State {
@@ -171,18 +197,26 @@ impl State {
         });
         for e in &plan.events {
             if e.warning {
-                self.recorder.warning(ds.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .warning(ds.as_ref(), e.reason, e.message.clone());
             } else {
-                self.recorder.normal(ds.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .normal(ds.as_ref(), e.reason, e.message.clone());
             }
         }
         if !plan.create.is_empty() || !plan.delete.is_empty() {
-            self.expectations.expect(&key, plan.create.len(), plan.delete.len());
+            self.expectations
+                .expect(&key, plan.create.len(), plan.delete.len());
         }
         let mut first_error = None;
         for (name, pod_uid) in &plan.delete {
-            match podcontrol::delete(&self.client, key.namespace(), name, pod_uid.as_deref()).await {
-                Ok(()) => self.recorder.normal(ds.as_ref(), "SuccessfulDelete", format!("Deleted pod: {name}")),
+            match podcontrol::delete(&self.client, key.namespace(), name, pod_uid.as_deref()).await
+            {
+                Ok(()) => self.recorder.normal(
+                    ds.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                ),
                 Err(e) => {
                     self.expectations.deletion_observed(&key);
                     first_error.get_or_insert(api_err("deleting pod", name.clone(), &key)(e));
@@ -203,8 +237,13 @@ impl State {
                 Ok(None) => self.expectations.creation_observed(&key),
                 Err(e) => {
                     self.expectations.creation_observed(&key);
-                    self.recorder.warning(ds.as_ref(), "FailedCreate", format!("Error creating: {e}"));
-                    first_error.get_or_insert(api_err("creating pod for node", node.clone(), &key)(e));
+                    self.recorder.warning(
+                        ds.as_ref(),
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
+                    first_error
+                        .get_or_insert(api_err("creating pod for node", node.clone(), &key)(e));
                 }
             }
         }
@@ -230,7 +269,11 @@ impl State {
         revisions: &[Arc<ControllerRevision>],
     ) -> Result<ControllerRevision, Error> {
         let spec = ds.spec.clone().unwrap_or_default();
-        let collisions = ds.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+        let collisions = ds
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
         let new = match revision::find_or_build(
             &key.name,
             key.namespace(),
@@ -248,17 +291,25 @@ impl State {
         match api.create(&PostParams::default(), &new).await {
             Ok(r) => Ok(r),
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = api.get(&name).await.map_err(api_err("reading revision", name.clone(), key))?;
+                let existing =
+                    api.get(&name)
+                        .await
+                        .map_err(api_err("reading revision", name.clone(), key))?;
                 if existing.data == new.data {
                     return Ok(existing);
                 }
                 let mut next = ds.clone();
-                next.status.get_or_insert_with(Default::default).collision_count = Some(collisions + 1);
+                next.status
+                    .get_or_insert_with(Default::default)
+                    .collision_count = Some(collisions + 1);
                 let sets: Api<DaemonSet> = Api::namespaced(self.client.clone(), key.namespace());
                 sets.replace_status(&key.name, &PostParams::default(), &next)
                     .await
                     .map_err(api_err("writing status", "", key))?;
-                Err(Error::Collision { key: key.clone(), name })
+                Err(Error::Collision {
+                    key: key.clone(),
+                    name,
+                })
             }
             Err(e) => Err(api_err("creating revision", name, key)(e)),
         }
@@ -273,10 +324,21 @@ impl State {
         pods: &[Arc<Pod>],
         hash: &str,
     ) -> Result<(), Error> {
-        let limit = ds.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+        let limit = ds
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize;
         let mut live: Vec<String> = pods
             .iter()
-            .filter_map(|p| p.metadata.labels.as_ref()?.get(revision::HASH_LABEL).cloned())
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get(revision::HASH_LABEL)
+                    .cloned()
+            })
             .collect();
         live.push(hash.to_string());
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), key.namespace());

@@ -94,7 +94,10 @@ pub fn controller(ctx: &Ctx) -> Loop {
     pods.on_change(move |c| {
         let pod = c.object();
         let Some(key) = owner_key(pod) else { return };
-        let was_deleting = c.old.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+        let was_deleting = c
+            .old
+            .as_ref()
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_some());
         match (&c.old, &c.new) {
             (None, Some(_)) => s.expectations.creation_observed(&key),
             (Some(_), Some(p)) if p.metadata.deletion_timestamp.is_some() && !was_deleting => {
@@ -152,7 +155,10 @@ impl State {
         let tracking = track(&job, &pods);
         let mut job = job;
         if tracking.changed {
-            job = Arc::new(self.write_status(&key, &job, tracking.status.clone()).await?);
+            job = Arc::new(
+                self.write_status(&key, &job, tracking.status.clone())
+                    .await?,
+            );
         }
         let mut held: BTreeSet<String> = pods
             .iter()
@@ -173,9 +179,11 @@ impl State {
         let plan = decide(&job, status, &pods, tracking.fail_job, settled, now);
         for e in &plan.events {
             if e.warning {
-                self.recorder.warning(job.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .warning(job.as_ref(), e.reason, e.message.clone());
             } else {
-                self.recorder.normal(job.as_ref(), e.reason, e.message.clone());
+                self.recorder
+                    .normal(job.as_ref(), e.reason, e.message.clone());
             }
         }
         if !plan.create.is_empty() || !plan.delete.is_empty() {
@@ -186,15 +194,34 @@ impl State {
         for &i in &plan.delete {
             let pod = &pods[i];
             let name = pod.metadata.name.clone().unwrap_or_default();
-            match podcontrol::delete(&self.client, key.namespace(), &name, pod.metadata.uid.as_deref()).await {
-                Ok(()) => self.recorder.normal(job.as_ref(), "SuccessfulDelete", format!("Deleted pod: {name}")),
+            match podcontrol::delete(
+                &self.client,
+                key.namespace(),
+                &name,
+                pod.metadata.uid.as_deref(),
+            )
+            .await
+            {
+                Ok(()) => self.recorder.normal(
+                    job.as_ref(),
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                ),
                 Err(source) => {
                     self.expectations.deletion_observed(&key);
-                    first_error.get_or_insert(Error::Pod { verb: "deleting", pod: name, key: key.clone(), source });
+                    first_error.get_or_insert(Error::Pod {
+                        verb: "deleting",
+                        pod: name,
+                        key: key.clone(),
+                        source,
+                    });
                 }
             }
         }
-        let creates = plan.create.iter().map(|index| self.create_pod(&key, &job, *index));
+        let creates = plan
+            .create
+            .iter()
+            .map(|index| self.create_pod(&key, &job, *index));
         for result in futures::future::join_all(creates).await {
             if let Err(e) = result {
                 self.expectations.creation_observed(&key);
@@ -247,7 +274,10 @@ impl State {
             "resourceVersion": pod.metadata.resource_version,
         }});
         let api: Api<Pod> = Api::namespaced(self.client.clone(), key.namespace());
-        match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(source) => Err(Error::Pod {
@@ -259,12 +289,18 @@ impl State {
         }
     }
 
-    async fn create_pod(&self, key: &ObjectKey, job: &Job, index: Option<i32>) -> Result<(), Error> {
+    async fn create_pod(
+        &self,
+        key: &ObjectKey,
+        job: &Job,
+        index: Option<i32>,
+    ) -> Result<(), Error> {
         let pod = pod_for(job, index);
         match podcontrol::create(&self.client, &pod).await {
             Ok(Some(p)) => {
                 let name = p.metadata.name.unwrap_or_default();
-                self.recorder.normal(job, "SuccessfulCreate", format!("Created pod: {name}"));
+                self.recorder
+                    .normal(job, "SuccessfulCreate", format!("Created pod: {name}"));
                 Ok(())
             }
             Ok(None) => {
@@ -272,7 +308,8 @@ impl State {
                 Ok(())
             }
             Err(source) => {
-                self.recorder.warning(job, "FailedCreate", format!("Error creating: {source}"));
+                self.recorder
+                    .warning(job, "FailedCreate", format!("Error creating: {source}"));
                 Err(Error::Pod {
                     verb: "creating",
                     pod: pod.metadata.generate_name.unwrap_or_default(),
@@ -317,7 +354,10 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
         .map(|s| s.template.clone())
         .unwrap_or_default();
     let mut labels = BTreeMap::from([
-        ("batch.kubernetes.io/controller-uid".to_string(), uid.clone()),
+        (
+            "batch.kubernetes.io/controller-uid".to_string(),
+            uid.clone(),
+        ),
         ("batch.kubernetes.io/job-name".to_string(), name.clone()),
         ("controller-uid".to_string(), uid),
         ("job-name".to_string(), name.clone()),
@@ -361,7 +401,12 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
                     ..Default::default()
                 }),
             };
-            for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+            for c in spec
+                .init_containers
+                .iter_mut()
+                .flatten()
+                .chain(spec.containers.iter_mut())
+            {
                 let envs = c.env.get_or_insert_with(Vec::new);
                 if !envs.iter().any(|e| e.name == env.name) {
                     envs.push(env.clone());

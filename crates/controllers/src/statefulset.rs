@@ -115,7 +115,11 @@ pub fn controller(ctx: &Ctx) -> Loop {
     })
 }
 
-fn api_err(verb: &'static str, what: impl Into<String>, key: &ObjectKey) -> impl FnOnce(kube::Error) -> Error {
+fn api_err(
+    verb: &'static str,
+    what: impl Into<String>,
+    key: &ObjectKey,
+) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
     let key = key.clone();
     move |source| Error::Api {
@@ -189,7 +193,8 @@ impl State {
         });
 
         let set_name = key.name.clone();
-        let claim_api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), key.namespace());
+        let claim_api: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client.clone(), key.namespace());
         for c in &plan.create_claims {
             let name = c.metadata.name.clone().unwrap_or_default();
             let pod = plan
@@ -279,7 +284,11 @@ impl State {
         revisions: &[Arc<ControllerRevision>],
     ) -> Result<ControllerRevision, Error> {
         let spec = set.spec.clone().unwrap_or_default();
-        let collisions = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+        let collisions = set
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
         let found = revision::find_or_build(
             &key.name,
             key.namespace(),
@@ -298,16 +307,18 @@ impl State {
         match api.create(&PostParams::default(), &new).await {
             Ok(r) => Ok(r),
             Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing = api
-                    .get(&name)
-                    .await
-                    .map_err(api_err("reading revision", name.clone(), key))?;
+                let existing =
+                    api.get(&name)
+                        .await
+                        .map_err(api_err("reading revision", name.clone(), key))?;
                 if existing.data == new.data {
                     return Ok(existing);
                 }
                 // A hash collision: count it so the next name differs.
                 let mut next = set.clone();
-                next.status.get_or_insert_with(Default::default).collision_count = Some(collisions + 1);
+                next.status
+                    .get_or_insert_with(Default::default)
+                    .collision_count = Some(collisions + 1);
                 let sets: Api<StatefulSet> = Api::namespaced(self.client.clone(), key.namespace());
                 sets.replace_status(&key.name, &PostParams::default(), &next)
                     .await
@@ -338,7 +349,13 @@ impl State {
             .max(0) as usize;
         let mut live: Vec<String> = pods
             .iter()
-            .filter_map(|p| p.metadata.labels.as_ref()?.get(revision::HASH_LABEL).cloned())
+            .filter_map(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()?
+                    .get(revision::HASH_LABEL)
+                    .cloned()
+            })
             .collect();
         live.extend(plan.status.current_revision.clone());
         live.extend(plan.status.update_revision.clone());

@@ -30,7 +30,12 @@ async fn every_minute_starts_a_job_that_completes() {
     cronjobs.create(&PostParams::default(), &cj).await.unwrap();
     let jobs = cluster.api::<Job>("default");
     let job = eventually("a job from the tick", Duration::from_secs(75), || async {
-        jobs.list(&ListParams::default()).await.ok()?.items.into_iter().next()
+        jobs.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .next()
     })
     .await;
     let name = job.metadata.name.clone().unwrap();
@@ -50,7 +55,10 @@ async fn every_minute_starts_a_job_that_completes() {
         .as_ref()
         .and_then(|a| a.get("batch.kubernetes.io/cronjob-scheduled-timestamp"))
         .cloned();
-    assert!(annotation.is_some_and(|a| a.ends_with("+00:00")), "scheduled-timestamp in UTC");
+    assert!(
+        annotation.is_some_and(|a| a.ends_with("+00:00")),
+        "scheduled-timestamp in UTC"
+    );
     let status = eventually("job seen completed", Duration::from_secs(30), || async {
         let s = cronjobs.get("tick").await.ok()?.status?;
         (s.last_successful_time.is_some() && s.active.as_ref().is_none_or(Vec::is_empty))

@@ -58,7 +58,9 @@ async fn one_pod_per_node_and_a_new_node_gets_one() {
     let cluster = Cluster::start(&["daemonset"]).await;
     cluster.fake_kubelet(&["node-a", "node-b"]).await;
     let sets = cluster.api::<DaemonSet>("default");
-    sets.create(&PostParams::default(), &daemonset("agent", None)).await.unwrap();
+    sets.create(&PostParams::default(), &daemonset("agent", None))
+        .await
+        .unwrap();
     eventually("a pod on each node", Duration::from_secs(30), || async {
         (placement(&cluster, "agent").await == expect(&["node-a", "node-b"])).then_some(())
     })
@@ -74,9 +76,14 @@ async fn one_pod_per_node_and_a_new_node_gets_one() {
     assert_eq!(status.number_misscheduled, 0);
 
     cluster.fake_kubelet(&["node-c"]).await;
-    eventually("the new node gets a pod", Duration::from_secs(30), || async {
-        (placement(&cluster, "agent").await == expect(&["node-a", "node-b", "node-c"])).then_some(())
-    })
+    eventually(
+        "the new node gets a pod",
+        Duration::from_secs(30),
+        || async {
+            (placement(&cluster, "agent").await == expect(&["node-a", "node-b", "node-c"]))
+                .then_some(())
+        },
+    )
     .await;
     eventually("desired follows", Duration::from_secs(30), || async {
         let s = sets.get("agent").await.ok()?.status?;
@@ -95,7 +102,11 @@ async fn one_pod_per_node_and_a_new_node_gets_one() {
     eventually("rolled out", Duration::from_secs(60), || async {
         let s = sets.get("agent").await.ok()?.status?;
         let done = s.updated_number_scheduled == Some(3) && s.number_available == Some(3);
-        let pods = cluster.api::<Pod>("default").list(&ListParams::default().labels("app=agent")).await.ok()?;
+        let pods = cluster
+            .api::<Pod>("default")
+            .list(&ListParams::default().labels("app=agent"))
+            .await
+            .ok()?;
         let images: Vec<String> = pods
             .items
             .iter()
@@ -112,8 +123,12 @@ async fn node_selector_picks_nodes_and_unlabelled_nodes_lose_their_pod() {
     let cluster = Cluster::start(&["daemonset"]).await;
     cluster.fake_kubelet(&["node-a", "node-b"]).await;
     let nodes: Api<Node> = Api::all(cluster.client.clone());
-    let label = |v: Option<&str>| Patch::Merge(serde_json::json!({"metadata": {"labels": {"role": v}}}));
-    nodes.patch("node-a", &PatchParams::default(), &label(Some("edge"))).await.unwrap();
+    let label =
+        |v: Option<&str>| Patch::Merge(serde_json::json!({"metadata": {"labels": {"role": v}}}));
+    nodes
+        .patch("node-a", &PatchParams::default(), &label(Some("edge")))
+        .await
+        .unwrap();
     let sets = cluster.api::<DaemonSet>("default");
     sets.create(
         &PostParams::default(),
@@ -128,12 +143,18 @@ async fn node_selector_picks_nodes_and_unlabelled_nodes_lose_their_pod() {
     let s = sets.get("edge").await.unwrap().status.unwrap();
     assert_eq!(s.desired_number_scheduled, 1);
 
-    nodes.patch("node-b", &PatchParams::default(), &label(Some("edge"))).await.unwrap();
+    nodes
+        .patch("node-b", &PatchParams::default(), &label(Some("edge")))
+        .await
+        .unwrap();
     eventually("node-b joins", Duration::from_secs(30), || async {
         (placement(&cluster, "edge").await == expect(&["node-a", "node-b"])).then_some(())
     })
     .await;
-    nodes.patch("node-a", &PatchParams::default(), &label(None)).await.unwrap();
+    nodes
+        .patch("node-a", &PatchParams::default(), &label(None))
+        .await
+        .unwrap();
     eventually("node-a's pod removed", Duration::from_secs(30), || async {
         (placement(&cluster, "edge").await == expect(&["node-b"])).then_some(())
     })

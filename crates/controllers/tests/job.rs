@@ -17,7 +17,8 @@ fn job(name: &str, extra: serde_json::Value, exit_code: Option<i32>) -> Job {
         }
     });
     if let Some(code) = exit_code {
-        spec["template"]["metadata"]["annotations"][EXIT_CODE] = serde_json::json!(code.to_string());
+        spec["template"]["metadata"]["annotations"][EXIT_CODE] =
+            serde_json::json!(code.to_string());
     }
     if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
         s.extend(e.clone());
@@ -32,7 +33,12 @@ fn condition(job: &Job, type_: &str) -> Option<(String, String)> {
         .as_ref()?
         .iter()
         .find(|c| c.type_ == type_ && c.status == "True")
-        .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
 }
 
 async fn pods_of(cluster: &Cluster, name: &str) -> Vec<Pod> {
@@ -49,7 +55,11 @@ async fn completions_with_parallelism_complete() {
     let cluster = Cluster::start(&["job"]).await;
     cluster.fake_kubelet(&["node-a", "node-b"]).await;
     let jobs = cluster.api::<Job>("default");
-    let j = job("pi", serde_json::json!({"completions": 3, "parallelism": 2}), Some(0));
+    let j = job(
+        "pi",
+        serde_json::json!({"completions": 3, "parallelism": 2}),
+        Some(0),
+    );
     jobs.create(&PostParams::default(), &j).await.unwrap();
     let done = eventually("job pi Complete", Duration::from_secs(30), || async {
         let j = jobs.get("pi").await.ok()?;
@@ -69,7 +79,10 @@ async fn completions_with_parallelism_complete() {
     assert_eq!(pods.len(), 3, "exactly three pods ran");
     for p in &pods {
         let fin = p.metadata.finalizers.clone().unwrap_or_default();
-        assert!(!fin.iter().any(|f| f == "batch.kubernetes.io/job-tracking"), "finalizer released");
+        assert!(
+            !fin.iter().any(|f| f == "batch.kubernetes.io/job-tracking"),
+            "finalizer released"
+        );
         let labels = p.metadata.labels.clone().unwrap_or_default();
         assert_eq!(labels.get("job-name").map(String::as_str), Some("pi"));
     }
@@ -95,7 +108,11 @@ async fn failing_pods_exceed_backoff_limit() {
         ))
     );
     assert_eq!(done.status.as_ref().and_then(|s| s.failed), Some(2));
-    assert_eq!(pods_of(&cluster, "fail").await.len(), 2, "one retry, then stop");
+    assert_eq!(
+        pods_of(&cluster, "fail").await.len(),
+        2,
+        "one retry, then stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,15 +132,27 @@ async fn indexed_job_pods_carry_indexes() {
     })
     .await;
     assert_eq!(
-        done.status.as_ref().and_then(|s| s.completed_indexes.clone()),
+        done.status
+            .as_ref()
+            .and_then(|s| s.completed_indexes.clone()),
         Some("0-2".into())
     );
     let mut seen: Vec<(String, String)> = pods_of(&cluster, "idx")
         .await
         .iter()
         .map(|p| {
-            let idx = p.metadata.annotations.as_ref().and_then(|a| a.get("batch.kubernetes.io/job-completion-index")).cloned().unwrap_or_default();
-            let host = p.spec.as_ref().and_then(|s| s.hostname.clone()).unwrap_or_default();
+            let idx = p
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("batch.kubernetes.io/job-completion-index"))
+                .cloned()
+                .unwrap_or_default();
+            let host = p
+                .spec
+                .as_ref()
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_default();
             (idx, host)
         })
         .collect();
@@ -143,7 +172,11 @@ async fn ttl_zero_deletes_finished_job() {
     let cluster = Cluster::start(&["job"]).await;
     cluster.fake_kubelet(&["node-a"]).await;
     let jobs = cluster.api::<Job>("default");
-    let j = job("ttl", serde_json::json!({"ttlSecondsAfterFinished": 0}), Some(0));
+    let j = job(
+        "ttl",
+        serde_json::json!({"ttlSecondsAfterFinished": 0}),
+        Some(0),
+    );
     jobs.create(&PostParams::default(), &j).await.unwrap();
     // Foreground deletion: without the garbage collector running here the Job stays
     // with a deletionTimestamp; with it, it disappears.

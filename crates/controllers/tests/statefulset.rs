@@ -48,8 +48,11 @@ fn record_pods(cluster: &Cluster) -> Log {
             };
             for p in pods {
                 let name = p.metadata.name.clone().unwrap_or_default();
-                let now_ready: Vec<String> =
-                    ready.iter().filter(|(_, r)| **r).map(|(n, _)| n.clone()).collect();
+                let now_ready: Vec<String> = ready
+                    .iter()
+                    .filter(|(_, r)| **r)
+                    .map(|(n, _)| n.clone())
+                    .collect();
                 if deleted {
                     known.remove(&name);
                     ready.remove(&name);
@@ -57,11 +60,15 @@ fn record_pods(cluster: &Cluster) -> Log {
                     continue;
                 }
                 if known.insert(name.clone(), ()).is_none() {
-                    out.lock().unwrap().push(("add".into(), name.clone(), now_ready));
+                    out.lock()
+                        .unwrap()
+                        .push(("add".into(), name.clone(), now_ready));
                 }
-                let is_ready = p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                    c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                });
+                let is_ready = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
                 ready.insert(name, is_ready && p.metadata.deletion_timestamp.is_none());
             }
         }
@@ -79,11 +86,15 @@ fn events(log: &Log, kind: &str) -> Vec<(String, Vec<String>)> {
 }
 
 async fn ready_replicas(sets: &kube::Api<StatefulSet>, name: &str, want: i32) -> StatefulSet {
-    eventually(&format!("{name} has {want} ready"), Duration::from_secs(40), || async {
-        let s = sets.get(name).await.ok()?;
-        let st = s.status.clone()?;
-        (st.ready_replicas == Some(want) && st.replicas == want).then_some(s)
-    })
+    eventually(
+        &format!("{name} has {want} ready"),
+        Duration::from_secs(40),
+        || async {
+            let s = sets.get(name).await.ok()?;
+            let st = s.status.clone()?;
+            (st.ready_replicas == Some(want) && st.replicas == want).then_some(s)
+        },
+    )
     .await
 }
 
@@ -108,7 +119,10 @@ async fn ordered_ready_creates_in_order_with_claims_and_scales_down_from_the_top
     let adds = events(&log, "add");
     let names: Vec<&str> = adds.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, vec!["web-0", "web-1", "web-2"]);
-    assert!(adds[1].1.contains(&"web-0".to_string()), "web-1 created before web-0 was Ready");
+    assert!(
+        adds[1].1.contains(&"web-0".to_string()),
+        "web-1 created before web-0 was Ready"
+    );
     assert!(
         adds[2].1.contains(&"web-0".to_string()) && adds[2].1.contains(&"web-1".to_string()),
         "web-2 created before web-0 and web-1 were Ready"
@@ -116,8 +130,18 @@ async fn ordered_ready_creates_in_order_with_claims_and_scales_down_from_the_top
 
     let claims = cluster.api::<PersistentVolumeClaim>("default");
     for i in 0..3 {
-        let c = claims.get(&format!("www-web-{i}")).await.expect("claim exists");
-        assert_eq!(c.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("web"));
+        let c = claims
+            .get(&format!("www-web-{i}"))
+            .await
+            .expect("claim exists");
+        assert_eq!(
+            c.metadata
+                .labels
+                .unwrap_or_default()
+                .get("app")
+                .map(String::as_str),
+            Some("web")
+        );
     }
     let pod = cluster.api::<Pod>("default").get("web-1").await.unwrap();
     let spec = pod.spec.clone().unwrap();
@@ -132,23 +156,47 @@ async fn ordered_ready_creates_in_order_with_claims_and_scales_down_from_the_top
         .map(|c| c.claim_name);
     assert_eq!(claim.as_deref(), Some("www-web-1"));
     let labels = pod.metadata.labels.unwrap_or_default();
-    assert_eq!(labels.get("statefulset.kubernetes.io/pod-name").map(String::as_str), Some("web-1"));
-    assert_eq!(labels.get("apps.kubernetes.io/pod-index").map(String::as_str), Some("1"));
+    assert_eq!(
+        labels
+            .get("statefulset.kubernetes.io/pod-name")
+            .map(String::as_str),
+        Some("web-1")
+    );
+    assert_eq!(
+        labels
+            .get("apps.kubernetes.io/pod-index")
+            .map(String::as_str),
+        Some("1")
+    );
     let status = got.status.unwrap();
-    assert_eq!(labels.get("controller-revision-hash"), status.update_revision.as_ref());
+    assert_eq!(
+        labels.get("controller-revision-hash"),
+        status.update_revision.as_ref()
+    );
     assert_eq!(status.current_revision, status.update_revision);
     assert_eq!(status.observed_generation, got.metadata.generation);
-    let revs = cluster.api::<ControllerRevision>("default").list(&ListParams::default()).await.unwrap();
+    let revs = cluster
+        .api::<ControllerRevision>("default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
     assert_eq!(revs.items.len(), 1);
 
     // Scale down to one: web-2 goes first, then web-1; claims stay (Retain).
-    sets.patch("web", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})))
-        .await
-        .unwrap();
+    sets.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
     ready_replicas(&sets, "web", 1).await;
     let deletes: Vec<String> = events(&log, "delete").into_iter().map(|(n, _)| n).collect();
     assert_eq!(deletes, vec!["web-2", "web-1"]);
-    assert!(claims.get("www-web-2").await.is_ok(), "claims are retained by default");
+    assert!(
+        claims.get("www-web-2").await.is_ok(),
+        "claims are retained by default"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,15 +220,30 @@ async fn partitioned_rolling_update_stops_at_the_partition() {
     )
     .await
     .unwrap();
-    let image = |p: &Pod| p.spec.as_ref().map(|s| s.containers[0].image.clone().unwrap_or_default());
-    let status = eventually("ordinals 1 and 2 updated", Duration::from_secs(40), || async {
-        let st = sets.get("db").await.ok()?.status?;
-        (st.updated_replicas == Some(2) && st.ready_replicas == Some(3)).then_some(st)
-    })
+    let image = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .map(|s| s.containers[0].image.clone().unwrap_or_default())
+    };
+    let status = eventually(
+        "ordinals 1 and 2 updated",
+        Duration::from_secs(40),
+        || async {
+            let st = sets.get("db").await.ok()?.status?;
+            (st.updated_replicas == Some(2) && st.ready_replicas == Some(3)).then_some(st)
+        },
+    )
     .await;
     assert_ne!(status.update_revision, before.update_revision);
-    assert_eq!(status.current_revision, before.current_revision, "current revision stays below the partition");
-    for (name, want) in [("db-0", "nginx:1"), ("db-1", "nginx:2"), ("db-2", "nginx:2")] {
+    assert_eq!(
+        status.current_revision, before.current_revision,
+        "current revision stays below the partition"
+    );
+    for (name, want) in [
+        ("db-0", "nginx:1"),
+        ("db-1", "nginx:2"),
+        ("db-2", "nginx:2"),
+    ] {
         let p = pods.get(name).await.unwrap();
         assert_eq!(image(&p).as_deref(), Some(want), "{name}");
     }
@@ -189,16 +252,23 @@ async fn partitioned_rolling_update_stops_at_the_partition() {
     sets.patch(
         "db",
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}})),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}),
+        ),
     )
     .await
     .unwrap();
     let done = eventually("all updated", Duration::from_secs(40), || async {
         let st = sets.get("db").await.ok()?.status?;
-        (st.updated_replicas == Some(3) && st.current_revision == st.update_revision && st.ready_replicas == Some(3))
-            .then_some(st)
+        (st.updated_replicas == Some(3)
+            && st.current_revision == st.update_revision
+            && st.ready_replicas == Some(3))
+        .then_some(st)
     })
     .await;
     assert_eq!(done.current_replicas, Some(3));
-    assert_eq!(image(&pods.get("db-0").await.unwrap()).as_deref(), Some("nginx:2"));
+    assert_eq!(
+        image(&pods.get("db-0").await.unwrap()).as_deref(),
+        Some("nginx:2")
+    );
 }

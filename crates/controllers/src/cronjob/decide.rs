@@ -108,7 +108,11 @@ pub fn decide(cj: &CronJob, jobs: &[Arc<Job>], missing: &[String], now: Timestam
                 if how == "Complete" {
                     let done = job.status.as_ref().and_then(|s| s.completion_time.clone());
                     if let Some(done) = done {
-                        if status.last_successful_time.as_ref().is_none_or(|t| t.0 < done.0) {
+                        if status
+                            .last_successful_time
+                            .as_ref()
+                            .is_none_or(|t| t.0 < done.0)
+                        {
                             status.last_successful_time = Some(done);
                         }
                     }
@@ -123,7 +127,10 @@ pub fn decide(cj: &CronJob, jobs: &[Arc<Job>], missing: &[String], now: Timestam
             plan.events.push(event(
                 true,
                 "MissingJob",
-                format!("Active job went missing: {}", r.name.as_deref().unwrap_or("")),
+                format!(
+                    "Active job went missing: {}",
+                    r.name.as_deref().unwrap_or("")
+                ),
             ));
         }
         !gone
@@ -140,13 +147,21 @@ pub fn decide(cj: &CronJob, jobs: &[Arc<Job>], missing: &[String], now: Timestam
             .filter(|j| finished(j) == Some(how) && j.metadata.deletion_timestamp.is_none())
             .collect();
         done.sort_by_key(|j| {
-            let start = j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+            let start = j
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0);
             (start, j.metadata.creation_timestamp.as_ref().map(|t| t.0))
         });
         let extra = done.len().saturating_sub(limit.max(0) as usize);
         for j in done.into_iter().take(extra) {
             let name = j.metadata.name.clone().unwrap_or_default();
-            plan.events.push(event(false, "SuccessfulDelete", format!("Deleted job {name}")));
+            plan.events.push(event(
+                false,
+                "SuccessfulDelete",
+                format!("Deleted job {name}"),
+            ));
             plan.delete.push(Delete {
                 name,
                 uid: j.metadata.uid.clone(),
@@ -228,7 +243,11 @@ pub fn decide(cj: &CronJob, jobs: &[Arc<Job>], missing: &[String], now: Timestam
     let name = job_name(cj.metadata.name.as_deref().unwrap_or_default(), at);
     let active = plan.status.active.get_or_insert_with(Vec::new);
     let handled = active.iter().any(|r| r.name.as_deref() == Some(&name))
-        || plan.status.last_schedule_time.as_ref().is_some_and(|t| t.0 == at);
+        || plan
+            .status
+            .last_schedule_time
+            .as_ref()
+            .is_some_and(|t| t.0 == at);
     if handled {
         next(&mut plan);
         return plan;
@@ -251,8 +270,12 @@ pub fn decide(cj: &CronJob, jobs: &[Arc<Job>], missing: &[String], now: Timestam
                 if plan.delete.iter().any(|d| d.name == n) {
                     continue;
                 }
-                plan.events.push(event(false, "SuccessfulDelete", format!("Deleted job {n}")));
-                plan.delete.push(Delete { name: n, uid: r.uid });
+                plan.events
+                    .push(event(false, "SuccessfulDelete", format!("Deleted job {n}")));
+                plan.delete.push(Delete {
+                    name: n,
+                    uid: r.uid,
+                });
             }
         }
         _ => {}
@@ -381,7 +404,10 @@ mod tests {
             },
             Case {
                 name: "a tick already started is not started again",
-                cj: cronjob(json!({}), json!({"lastScheduleTime": "2026-01-01T00:01:00Z"})),
+                cj: cronjob(
+                    json!({}),
+                    json!({"lastScheduleTime": "2026-01-01T00:01:00Z"}),
+                ),
                 jobs: vec![],
                 now: "2026-01-01T00:01:30Z",
                 create: None,
@@ -471,7 +497,10 @@ mod tests {
             },
             Case {
                 name: "time zone: 09:00 in New York is 14:00 UTC",
-                cj: cronjob(json!({"schedule": "0 9 * * *", "timeZone": "America/New_York"}), json!({})),
+                cj: cronjob(
+                    json!({"schedule": "0 9 * * *", "timeZone": "America/New_York"}),
+                    json!({}),
+                ),
                 jobs: vec![],
                 now: "2026-01-01T14:00:30Z",
                 create: Some("cj-29454600"),
@@ -539,7 +568,10 @@ mod tests {
 
     #[test]
     fn created_job_and_status() {
-        let cj = cronjob(json!({"schedule": "0 9 * * *", "timeZone": "America/New_York"}), json!({}));
+        let cj = cronjob(
+            json!({"schedule": "0 9 * * *", "timeZone": "America/New_York"}),
+            json!({}),
+        );
         let plan = decide(&cj, &[], &[], ts("2026-01-01T14:00:30Z"));
         let job = plan.create.expect("a job");
         let annotations = job.metadata.annotations.unwrap_or_default();
@@ -547,10 +579,23 @@ mod tests {
             annotations.get(SCHEDULED_TIMESTAMP).map(String::as_str),
             Some("2026-01-01T09:00:00-05:00")
         );
-        assert_eq!(job.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("x"));
+        assert_eq!(
+            job.metadata
+                .labels
+                .unwrap_or_default()
+                .get("app")
+                .map(String::as_str),
+            Some("x")
+        );
         let owner = &job.metadata.owner_references.unwrap_or_default()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("CronJob", "cj-uid", Some(true)));
-        assert_eq!(plan.status.last_schedule_time.map(|t| t.0), Some(ts("2026-01-01T14:00:00Z")));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("CronJob", "cj-uid", Some(true))
+        );
+        assert_eq!(
+            plan.status.last_schedule_time.map(|t| t.0),
+            Some(ts("2026-01-01T14:00:00Z"))
+        );
     }
 
     #[test]
@@ -560,7 +605,12 @@ mod tests {
             job("done", Some("Complete"), "2026-01-01T00:01:00Z"),
             job("orphan", None, "2026-01-01T00:02:00Z"),
         ];
-        let plan = decide(&cj, &jobs, &["gone".to_string()], ts("2026-01-01T00:03:00Z"));
+        let plan = decide(
+            &cj,
+            &jobs,
+            &["gone".to_string()],
+            ts("2026-01-01T00:03:00Z"),
+        );
         let names: Vec<String> = plan
             .status
             .active
@@ -570,7 +620,10 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["orphan"]);
         assert_eq!(reasons(&plan), vec!["SawCompletedJob", "MissingJob"]);
-        assert_eq!(plan.events[0].message, "Saw completed job: done, condition: Complete");
+        assert_eq!(
+            plan.events[0].message,
+            "Saw completed job: done, condition: Complete"
+        );
         assert_eq!(
             plan.status.last_successful_time.map(|t| t.0),
             Some(ts("2026-01-01T00:01:00Z"))

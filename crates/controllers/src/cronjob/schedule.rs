@@ -56,7 +56,9 @@ impl Schedule {
         }
         let fields = trimmed.split_whitespace().count();
         if !trimmed.starts_with('@') && fields != 5 {
-            return Err(unparseable(format!("expected exactly 5 fields, found {fields}")));
+            return Err(unparseable(format!(
+                "expected exactly 5 fields, found {fields}"
+            )));
         }
         let cron = CronParser::builder()
             .seconds(Seconds::Disallowed)
@@ -155,35 +157,50 @@ mod tests {
                 &every_min,
                 "2026-01-01T00:00:00Z",
                 "2026-01-01T00:01:10Z",
-                Missed::Due { at: ts("2026-01-01T00:01:00Z"), missed: 1 },
+                Missed::Due {
+                    at: ts("2026-01-01T00:01:00Z"),
+                    missed: 1,
+                },
             ),
             (
                 "several missed: the latest wins",
                 &hourly,
                 "2026-01-01T00:00:00Z",
                 "2026-01-01T05:30:00Z",
-                Missed::Due { at: ts("2026-01-01T05:00:00Z"), missed: 5 },
+                Missed::Due {
+                    at: ts("2026-01-01T05:00:00Z"),
+                    missed: 5,
+                },
             ),
             (
                 "more than a hundred missed",
                 &every_min,
                 "2026-01-01T00:00:00Z",
                 "2026-01-01T03:00:00Z",
-                Missed::Due { at: ts("2026-01-01T03:00:00Z"), missed: 180 },
+                Missed::Due {
+                    at: ts("2026-01-01T03:00:00Z"),
+                    missed: 180,
+                },
             ),
             (
                 "time zone: 09:00 New York is 14:00 UTC in winter",
                 &ny_nine,
                 "2026-01-01T00:00:00Z",
                 "2026-01-01T20:00:00Z",
-                Missed::Due { at: ts("2026-01-01T14:00:00Z"), missed: 1 },
+                Missed::Due {
+                    at: ts("2026-01-01T14:00:00Z"),
+                    missed: 1,
+                },
             ),
             (
                 "time zone: and 13:00 UTC in summer",
                 &ny_nine,
                 "2026-07-01T00:00:00Z",
                 "2026-07-01T20:00:00Z",
-                Missed::Due { at: ts("2026-07-01T13:00:00Z"), missed: 1 },
+                Missed::Due {
+                    at: ts("2026-07-01T13:00:00Z"),
+                    missed: 1,
+                },
             ),
         ];
         for (name, s, earliest, now, want) in cases {
@@ -193,6 +210,9 @@ mod tests {
             hourly.next_after(ts("2026-01-01T00:00:00Z")),
             Some(ts("2026-01-01T01:00:00Z"))
         );
-        assert_eq!(ny_nine.rfc3339(ts("2026-01-01T14:00:00Z")), "2026-01-01T09:00:00-05:00");
+        assert_eq!(
+            ny_nine.rfc3339(ts("2026-01-01T14:00:00Z")),
+            "2026-01-01T09:00:00-05:00"
+        );
     }
 }

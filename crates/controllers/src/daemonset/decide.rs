@@ -60,7 +60,11 @@ fn daemon_spec(ds: &DaemonSet) -> PodSpec {
 }
 
 fn hash_of(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get(HASH_LABEL).map(String::as_str)
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(HASH_LABEL)
+        .map(String::as_str)
 }
 
 /// Resolves an int-or-percent against `total`, percentages rounded up (as upstream for
@@ -80,7 +84,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     let ds = input.ds;
     let mut plan = Plan::default();
     let spec = daemon_spec(ds);
-    let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let min_ready = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
     let available = |p: &Pod| pods::is_available(p, min_ready, input.now);
 
     let mut on_node: BTreeMap<String, Vec<&Arc<Pod>>> = BTreeMap::new();
@@ -90,8 +98,10 @@ pub fn decide(input: &Input<'_>) -> Plan {
         }
     }
     let delete = |plan: &mut Plan, p: &Pod| {
-        plan.delete
-            .push((p.metadata.name.clone().unwrap_or_default(), p.metadata.uid.clone()));
+        plan.delete.push((
+            p.metadata.name.clone().unwrap_or_default(),
+            p.metadata.uid.clone(),
+        ));
     };
 
     let mut status = DaemonSetStatus {
@@ -193,7 +203,11 @@ pub fn decide(input: &Input<'_>) -> Plan {
     status.updated_number_scheduled = Some(updated);
     status.number_unavailable = Some(desired - avail);
 
-    let strategy = ds.spec.as_ref().and_then(|s| s.update_strategy.clone()).unwrap_or_default();
+    let strategy = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.clone())
+        .unwrap_or_default();
     if strategy.type_.as_deref().unwrap_or("RollingUpdate") == "RollingUpdate" && input.settled {
         let ru = strategy.rolling_update.unwrap_or_default();
         let total = desired as usize;
@@ -202,7 +216,15 @@ pub fn decide(input: &Input<'_>) -> Plan {
         if surge == 0 && max_unavailable == 0 {
             max_unavailable = 1;
         }
-        roll(&mut plan, &running, input.hash, surge, max_unavailable, desired as usize, &available);
+        roll(
+            &mut plan,
+            &running,
+            input.hash,
+            surge,
+            max_unavailable,
+            desired as usize,
+            &available,
+        );
     }
     if !input.settled {
         plan.create.clear();
@@ -224,7 +246,10 @@ fn roll(
 ) {
     let is_new = |p: &Pod| hash_of(p) == Some(hash);
     let del = |plan: &mut Plan, p: &Pod| {
-        let r = (p.metadata.name.clone().unwrap_or_default(), p.metadata.uid.clone());
+        let r = (
+            p.metadata.name.clone().unwrap_or_default(),
+            p.metadata.uid.clone(),
+        );
         if !plan.delete.contains(&r) {
             plan.delete.push(r);
         }
@@ -236,7 +261,9 @@ fn roll(
             .count();
         let mut unavailable = desired.saturating_sub(with_available);
         for (_, ps) in running {
-            let Some(old) = ps.iter().find(|p| !is_new(p)) else { continue };
+            let Some(old) = ps.iter().find(|p| !is_new(p)) else {
+                continue;
+            };
             if ps.iter().any(|p| is_new(p)) {
                 del(plan, old);
             } else if !available(old) {
@@ -254,7 +281,9 @@ fn roll(
         .filter(|(_, ps)| ps.iter().any(|p| is_new(p)) && ps.iter().any(|p| !is_new(p)))
         .count();
     for (node, ps) in running {
-        let Some(old) = ps.iter().find(|p| !is_new(p)) else { continue };
+        let Some(old) = ps.iter().find(|p| !is_new(p)) else {
+            continue;
+        };
         match ps.iter().find(|p| is_new(p)) {
             Some(new) if available(new) => del(plan, old),
             Some(_) => {}
@@ -272,7 +301,11 @@ fn roll(
 /// tolerations, and a required affinity naming the node (the scheduler binds it).
 pub fn pod_for(ds: &DaemonSet, hash: &str, node: &str) -> Pod {
     let name = ds.metadata.name.clone().unwrap_or_default();
-    let template = ds.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = ds
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let mut labels = BTreeMap::from([(HASH_LABEL.to_string(), hash.to_string())]);
     if let Some(g) = ds.metadata.generation {
         labels.insert(TEMPLATE_GENERATION_LABEL.into(), g.to_string());
@@ -304,12 +337,16 @@ mod tests {
         if let (Some(a), Some(b)) = (spec.as_object_mut(), extra.as_object()) {
             a.extend(b.clone());
         }
-        serde_json::from_value(json!({"metadata": {"name": "d", "namespace": "ns", "generation": 2}, "spec": spec}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "d", "namespace": "ns", "generation": 2}, "spec": spec}),
+        )
+        .unwrap()
     }
 
     fn node(name: &str, labels: serde_json::Value) -> Arc<Node> {
-        Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap())
+        Arc::new(
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap(),
+        )
     }
 
     /// A running pod on `node` of revision `hash`, ready or not, created at `t`.
@@ -374,7 +411,10 @@ mod tests {
                 name: "rolling update: one unavailable at a time",
                 ds: ds(json!({})),
                 nodes: two(),
-                pods: vec![pod("old-a", "a", "h0", true, 0), pod("old-b", "b", "h0", true, 0)],
+                pods: vec![
+                    pod("old-a", "a", "h0", true, 0),
+                    pod("old-b", "b", "h0", true, 0),
+                ],
                 create: vec![],
                 delete: vec!["old-a"],
                 counts: (2, 2, 0, 2, 0),
@@ -383,32 +423,47 @@ mod tests {
                 name: "rolling update waits while a node is unavailable",
                 ds: ds(json!({})),
                 nodes: two(),
-                pods: vec![pod("new-a", "a", "h1", false, 1), pod("old-b", "b", "h0", true, 0)],
+                pods: vec![
+                    pod("new-a", "a", "h1", false, 1),
+                    pod("old-b", "b", "h0", true, 0),
+                ],
                 create: vec![],
                 delete: vec![],
                 counts: (2, 2, 0, 1, 1),
             },
             Case {
                 name: "maxUnavailable 100% replaces all at once",
-                ds: ds(json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}})),
+                ds: ds(
+                    json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "100%"}}}),
+                ),
                 nodes: two(),
-                pods: vec![pod("old-a", "a", "h0", true, 0), pod("old-b", "b", "h0", true, 0)],
+                pods: vec![
+                    pod("old-a", "a", "h0", true, 0),
+                    pod("old-b", "b", "h0", true, 0),
+                ],
                 create: vec![],
                 delete: vec!["old-a", "old-b"],
                 counts: (2, 2, 0, 2, 0),
             },
             Case {
                 name: "maxSurge starts the new pod beside the old",
-                ds: ds(json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}})),
+                ds: ds(
+                    json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}),
+                ),
                 nodes: two(),
-                pods: vec![pod("old-a", "a", "h0", true, 0), pod("old-b", "b", "h0", true, 0)],
+                pods: vec![
+                    pod("old-a", "a", "h0", true, 0),
+                    pod("old-b", "b", "h0", true, 0),
+                ],
                 create: vec!["a"],
                 delete: vec![],
                 counts: (2, 2, 0, 2, 0),
             },
             Case {
                 name: "maxSurge: the old pod goes once the new one is available",
-                ds: ds(json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}})),
+                ds: ds(
+                    json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}),
+                ),
                 nodes: two(),
                 pods: vec![
                     pod("old-a", "a", "h0", true, 0),
@@ -423,7 +478,10 @@ mod tests {
                 name: "OnDelete leaves old pods alone",
                 ds: ds(json!({"updateStrategy": {"type": "OnDelete"}})),
                 nodes: two(),
-                pods: vec![pod("old-a", "a", "h0", true, 0), pod("old-b", "b", "h0", true, 0)],
+                pods: vec![
+                    pod("old-a", "a", "h0", true, 0),
+                    pod("old-b", "b", "h0", true, 0),
+                ],
                 create: vec![],
                 delete: vec![],
                 counts: (2, 2, 0, 2, 0),
@@ -466,12 +524,16 @@ mod tests {
         assert_eq!(target_node(&spec).as_deref(), Some("a"));
         assert!(spec.node_name.is_none(), "the scheduler binds it");
         let tolerations = spec.tolerations.unwrap_or_default();
-        assert!(tolerations.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")
+        assert!(tolerations.iter().any(|t| t.key.as_deref()
+            == Some("node.kubernetes.io/unreachable")
             && t.effect.as_deref() == Some("NoExecute")
             && t.toleration_seconds.is_none()));
         let labels = p.metadata.labels.unwrap_or_default();
         assert_eq!(labels.get(HASH_LABEL).map(String::as_str), Some("h1"));
-        assert_eq!(labels.get(TEMPLATE_GENERATION_LABEL).map(String::as_str), Some("2"));
+        assert_eq!(
+            labels.get(TEMPLATE_GENERATION_LABEL).map(String::as_str),
+            Some("2")
+        );
         assert_eq!(p.metadata.generate_name.as_deref(), Some("d-"));
     }
 }

@@ -35,7 +35,10 @@ pub fn add_default_tolerations(spec: &mut PodSpec) {
     let host_network = spec.host_network.unwrap_or(false);
     let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
     for d in default_tolerations(host_network) {
-        if !tolerations.iter().any(|t| t.key == d.key && t.effect == d.effect) {
+        if !tolerations
+            .iter()
+            .any(|t| t.key == d.key && t.effect == d.effect)
+        {
             tolerations.push(d);
         }
     }
@@ -50,14 +53,18 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
         values: Some(vec![node.into()]),
     };
     let affinity = spec.affinity.get_or_insert_with(Affinity::default);
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     let required = na
         .required_during_scheduling_ignored_during_execution
         .get_or_insert_with(|| NodeSelector {
             node_selector_terms: vec![],
         });
     if required.node_selector_terms.is_empty() {
-        required.node_selector_terms.push(NodeSelectorTerm::default());
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
     }
     for term in &mut required.node_selector_terms {
         term.match_fields = Some(vec![field.clone()]);
@@ -87,14 +94,19 @@ pub fn target_node(spec: &PodSpec) -> Option<String> {
 }
 
 fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_ref().is_some_and(|e| !e.is_empty() && *e != taint.effect) {
+    if t.effect
+        .as_ref()
+        .is_some_and(|e| !e.is_empty() && *e != taint.effect)
+    {
         return false;
     }
     let exists = t.operator.as_deref() == Some("Exists");
     match t.key.as_deref().filter(|k| !k.is_empty()) {
         None => exists,
         Some(k) if k != taint.key => false,
-        Some(_) => exists || t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        Some(_) => {
+            exists || t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
     }
 }
 
@@ -156,7 +168,10 @@ fn selected(spec: &PodSpec, node: &Node) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         None => true,
         Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
@@ -222,11 +237,25 @@ mod tests {
 
     #[test]
     fn fits() {
-        let run = Fit { should_run: true, should_continue: true };
-        let no = Fit { should_run: false, should_continue: false };
-        let stay = Fit { should_run: false, should_continue: true };
+        let run = Fit {
+            should_run: true,
+            should_continue: true,
+        };
+        let no = Fit {
+            should_run: false,
+            should_continue: false,
+        };
+        let stay = Fit {
+            should_run: false,
+            should_continue: true,
+        };
         let cases = vec![
-            ("plain node", spec(json!({})), node("a", json!({}), json!([])), run),
+            (
+                "plain node",
+                spec(json!({})),
+                node("a", json!({}), json!([])),
+                run,
+            ),
             (
                 "nodeSelector matches",
                 spec(json!({"nodeSelector": {"disk": "ssd"}})),
@@ -241,49 +270,80 @@ mod tests {
             ),
             (
                 "required affinity NotIn",
-                spec(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}]}}}})),
+                spec(
+                    json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["z1"]}]}]}}}}),
+                ),
                 node("a", json!({"zone": "z1"}), json!([])),
                 no,
             ),
             (
                 "untolerated NoSchedule taint: stay, do not start",
                 spec(json!({})),
-                node("a", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])),
+                node(
+                    "a",
+                    json!({}),
+                    json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+                ),
                 stay,
             ),
             (
                 "untolerated NoExecute taint: neither",
                 spec(json!({})),
-                node("a", json!({}), json!([{"key": "dedicated", "effect": "NoExecute"}])),
-                Fit { should_run: false, should_continue: false },
+                node(
+                    "a",
+                    json!({}),
+                    json!([{"key": "dedicated", "effect": "NoExecute"}]),
+                ),
+                Fit {
+                    should_run: false,
+                    should_continue: false,
+                },
             ),
             (
                 "tolerated taint",
-                spec(json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]})),
-                node("a", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}])),
+                spec(
+                    json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+                ),
+                node(
+                    "a",
+                    json!({}),
+                    json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+                ),
                 run,
             ),
             (
                 "default tolerations: cordoned and not-ready nodes still run daemons",
                 spec(json!({})),
-                node("a", json!({}), json!([
-                    {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
-                    {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
-                    {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}
-                ])),
+                node(
+                    "a",
+                    json!({}),
+                    json!([
+                        {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+                        {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+                        {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}
+                    ]),
+                ),
                 run,
             ),
             (
                 "network-unavailable only tolerated with hostNetwork",
                 spec(json!({})),
-                node("a", json!({}), json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}])),
+                node(
+                    "a",
+                    json!({}),
+                    json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]),
+                ),
                 stay,
             ),
             (
                 "hostNetwork tolerates network-unavailable",
                 spec(json!({"hostNetwork": true})),
-                node("a", json!({}), json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}])),
+                node(
+                    "a",
+                    json!({}),
+                    json!([{"key": "node.kubernetes.io/network-unavailable", "effect": "NoSchedule"}]),
+                ),
                 run,
             ),
         ];
@@ -294,8 +354,10 @@ mod tests {
 
     #[test]
     fn pinning_keeps_expressions_and_names_the_node() {
-        let mut s = spec(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}]}}}}));
+        let mut s = spec(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z1"]}]}]}}}}),
+        );
         pin_to_node(&mut s, "a");
         assert_eq!(target_node(&s).as_deref(), Some("a"));
         assert!(fit(&s, &node("a", json!({"zone": "z1"}), json!([]))).should_run);

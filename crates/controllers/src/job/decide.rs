@@ -96,7 +96,10 @@ pub fn track(job: &Job, pods: &[Arc<Pod>]) -> Tracking {
     let mut failed: Vec<String> = uncounted.failed.take().unwrap_or_default();
     let mut completed = indexes::parse(status.completed_indexes.as_deref());
     let completions = job.spec.as_ref().and_then(|s| s.completions).unwrap_or(0);
-    let policy = job.spec.as_ref().and_then(|s| s.pod_failure_policy.as_ref());
+    let policy = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref());
     let finished = is_finished(&status);
     let mut out = Tracking::default();
     for (i, pod) in pods.iter().enumerate() {
@@ -173,8 +176,10 @@ pub fn track(job: &Job, pods: &[Arc<Pod>]) -> Tracking {
 pub fn flush(status: &mut JobStatus, still_held: &BTreeSet<String>) {
     let mut uncounted = status.uncounted_terminated_pods.take().unwrap_or_default();
     let move_out = |list: Option<Vec<String>>, counter: &mut Option<i32>| {
-        let (keep, done): (Vec<String>, Vec<String>) =
-            list.unwrap_or_default().into_iter().partition(|u| still_held.contains(u));
+        let (keep, done): (Vec<String>, Vec<String>) = list
+            .unwrap_or_default()
+            .into_iter()
+            .partition(|u| still_held.contains(u));
         *counter = Some(counter.unwrap_or(0) + done.len() as i32);
         keep
     };
@@ -267,7 +272,9 @@ pub fn decide(
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
     let suspend = spec.suspend.unwrap_or(false);
 
-    let active: Vec<usize> = (0..pods.len()).filter(|&i| pods::is_active(&pods[i])).collect();
+    let active: Vec<usize> = (0..pods.len())
+        .filter(|&i| pods::is_active(&pods[i]))
+        .collect();
     let terminating = pods
         .iter()
         .filter(|p| pods::is_terminating(p) && !pods::is_terminal(p))
@@ -293,8 +300,18 @@ pub fn decide(
 
     // Suspension: pods go, the deadline stops, and resuming restarts the clock.
     let was_suspended = condition(&status, "Suspended").is_some();
-    if suspend && condition(&status, "FailureTarget").is_none() && condition(&status, "SuccessCriteriaMet").is_none() {
-        if set_condition(&mut status, "Suspended", "True", "JobSuspended", "Job suspended", now) {
+    if suspend
+        && condition(&status, "FailureTarget").is_none()
+        && condition(&status, "SuccessCriteriaMet").is_none()
+    {
+        if set_condition(
+            &mut status,
+            "Suspended",
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            now,
+        ) {
             plan.events.push(Event {
                 warning: false,
                 reason: "Suspended",
@@ -308,7 +325,14 @@ pub fn decide(
         return plan;
     }
     if was_suspended {
-        set_condition(&mut status, "Suspended", "False", "JobResumed", "Job resumed", now);
+        set_condition(
+            &mut status,
+            "Suspended",
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now,
+        );
         plan.events.push(Event {
             warning: false,
             reason: "Resumed",
@@ -406,7 +430,12 @@ pub fn decide(
     }
     .max(0) as usize;
     // With `podReplacementPolicy: Failed` a terminating pod still holds its place.
-    let occupied = active.len() + if only_replace_failed(job) { terminating as usize } else { 0 };
+    let occupied = active.len()
+        + if only_replace_failed(job) {
+            terminating as usize
+        } else {
+            0
+        };
 
     let mut keep = active.clone();
     if indexed {
@@ -418,7 +447,11 @@ pub fn decide(
         keep.clear();
         for i in sorted {
             match indexes::of(&pods[i]) {
-                Some(x) if x < completions && !completed.contains(&x) && seen.insert(x, i).is_none() => {
+                Some(x)
+                    if x < completions
+                        && !completed.contains(&x)
+                        && seen.insert(x, i).is_none() =>
+                {
                     keep.push(i)
                 }
                 _ => plan.delete.push(i),
@@ -427,7 +460,12 @@ pub fn decide(
     }
     if keep.len() > want {
         // Scale down: unready before ready, newest first.
-        keep.sort_by_key(|&i| (pods::is_ready(&pods[i]), std::cmp::Reverse(created(&pods[i]))));
+        keep.sort_by_key(|&i| {
+            (
+                pods::is_ready(&pods[i]),
+                std::cmp::Reverse(created(&pods[i])),
+            )
+        });
         let extra = keep.len() - want;
         plan.delete.extend(keep.drain(..extra));
     }
@@ -522,7 +560,15 @@ mod tests {
     }
 
     fn p(name: &'static str, phase: &'static str) -> P {
-        P { name, phase, code: if phase == "Failed" { 1 } else { 0 }, done: NOW - 1000, index: None, counted: false, deleting: false }
+        P {
+            name,
+            phase,
+            code: if phase == "Failed" { 1 } else { 0 },
+            done: NOW - 1000,
+            index: None,
+            counted: false,
+            deleting: false,
+        }
     }
 
     fn build(p: &P) -> Arc<Pod> {
@@ -530,7 +576,11 @@ mod tests {
         if let Some(i) = p.index {
             annotations.insert(indexes::INDEX_KEY.into(), json!(i.to_string()));
         }
-        let finalizers: Vec<&str> = if p.counted { vec![] } else { vec![TRACKING_FINALIZER] };
+        let finalizers: Vec<&str> = if p.counted {
+            vec![]
+        } else {
+            vec![TRACKING_FINALIZER]
+        };
         let terminated = (p.phase != "Running")
             .then(|| json!({"terminated": {"exitCode": p.code, "finishedAt": at(p.done)}}));
         Arc::new(
@@ -564,7 +614,14 @@ mod tests {
         }
         let mut status = tracking.status.clone();
         flush(&mut status, &held);
-        let plan = decide(job, status, &pods, tracking.fail_job.clone(), settled, Timestamp::from_second(NOW).unwrap());
+        let plan = decide(
+            job,
+            status,
+            &pods,
+            tracking.fail_job.clone(),
+            settled,
+            Timestamp::from_second(NOW).unwrap(),
+        );
         (tracking, plan)
     }
 
@@ -583,14 +640,28 @@ mod tests {
     }
 
     fn want(create: usize, delete: usize, succeeded: i32, failed: i32) -> Want {
-        Want { create, delete, succeeded, failed, conditions: vec![], events: vec![], requeue: None }
+        Want {
+            create,
+            delete,
+            succeeded,
+            failed,
+            conditions: vec![],
+            events: vec![],
+            requeue: None,
+        }
     }
 
     #[test]
     fn passes() {
         let old = NOW - 1000;
         let cases: Vec<(&str, Job, Vec<P>, bool, Want)> = vec![
-            ("a new job starts parallelism pods", job(json!({}), json!({})), vec![], true, want(2, 0, 0, 0)),
+            (
+                "a new job starts parallelism pods",
+                job(json!({}), json!({})),
+                vec![],
+                true,
+                want(2, 0, 0, 0),
+            ),
             (
                 "a success is counted and replaced up to the remaining completions",
                 job(json!({}), json!({})),
@@ -604,7 +675,10 @@ mod tests {
                 vec![p("a", "Succeeded")],
                 true,
                 Want {
-                    conditions: vec![("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached")],
+                    conditions: vec![
+                        ("SuccessCriteriaMet", "CompletionsReached"),
+                        ("Complete", "CompletionsReached"),
+                    ],
                     events: vec!["Completed"],
                     ..want(0, 0, 3, 0)
                 },
@@ -614,7 +688,10 @@ mod tests {
                 job(json!({}), json!({"succeeded": 2})),
                 vec![p("a", "Succeeded"), p("b", "Running")],
                 true,
-                Want { conditions: vec![("SuccessCriteriaMet", "CompletionsReached")], ..want(0, 1, 3, 0) },
+                Want {
+                    conditions: vec![("SuccessCriteriaMet", "CompletionsReached")],
+                    ..want(0, 1, 3, 0)
+                },
             ),
             (
                 "failures past backoffLimit fail the job",
@@ -622,7 +699,10 @@ mod tests {
                 vec![p("a", "Failed")],
                 true,
                 Want {
-                    conditions: vec![("FailureTarget", "BackoffLimitExceeded"), ("Failed", "BackoffLimitExceeded")],
+                    conditions: vec![
+                        ("FailureTarget", "BackoffLimitExceeded"),
+                        ("Failed", "BackoffLimitExceeded"),
+                    ],
                     events: vec!["BackoffLimitExceeded"],
                     ..want(0, 0, 0, 2)
                 },
@@ -630,27 +710,45 @@ mod tests {
             (
                 "a fresh failure backs off 10 s before the replacement",
                 job(json!({"parallelism": 1}), json!({})),
-                vec![P { done: NOW - 4, ..p("a", "Failed") }],
+                vec![P {
+                    done: NOW - 4,
+                    ..p("a", "Failed")
+                }],
                 true,
-                Want { requeue: Some(6), ..want(0, 0, 0, 1) },
+                Want {
+                    requeue: Some(6),
+                    ..want(0, 0, 0, 1)
+                },
             ),
             (
                 "the backoff doubles with each failure",
                 job(json!({"parallelism": 1}), json!({"failed": 2})),
-                vec![P { done: NOW - 4, ..p("a", "Failed") }],
+                vec![P {
+                    done: NOW - 4,
+                    ..p("a", "Failed")
+                }],
                 true,
-                Want { requeue: Some(36), ..want(0, 0, 0, 3) },
+                Want {
+                    requeue: Some(36),
+                    ..want(0, 0, 0, 3)
+                },
             ),
             (
                 "an old failure is replaced at once",
                 job(json!({"parallelism": 1}), json!({})),
-                vec![P { done: old, ..p("a", "Failed") }],
+                vec![P {
+                    done: old,
+                    ..p("a", "Failed")
+                }],
                 true,
                 want(1, 0, 0, 1),
             ),
             (
                 "past activeDeadlineSeconds the job fails and its pods go",
-                job(json!({"activeDeadlineSeconds": 10}), json!({"startTime": at(NOW - 20)})),
+                job(
+                    json!({"activeDeadlineSeconds": 10}),
+                    json!({"startTime": at(NOW - 20)}),
+                ),
                 vec![p("a", "Running")],
                 true,
                 Want {
@@ -661,36 +759,70 @@ mod tests {
             ),
             (
                 "before the deadline the job wakes at it",
-                job(json!({"activeDeadlineSeconds": 30}), json!({"startTime": at(NOW - 20)})),
+                job(
+                    json!({"activeDeadlineSeconds": 30}),
+                    json!({"startTime": at(NOW - 20)}),
+                ),
                 vec![p("a", "Running"), p("b", "Running")],
                 true,
-                Want { requeue: Some(10), ..want(0, 0, 0, 0) },
+                Want {
+                    requeue: Some(10),
+                    ..want(0, 0, 0, 0)
+                },
             ),
             (
                 "suspending deletes running pods",
                 job(json!({"suspend": true}), json!({"startTime": at(NOW - 20)})),
                 vec![p("a", "Running")],
                 true,
-                Want { conditions: vec![("Suspended", "JobSuspended")], events: vec!["Suspended"], ..want(0, 1, 0, 0) },
+                Want {
+                    conditions: vec![("Suspended", "JobSuspended")],
+                    events: vec!["Suspended"],
+                    ..want(0, 1, 0, 0)
+                },
             ),
             (
                 "resuming starts pods again",
-                job(json!({}), json!({"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]})),
+                job(
+                    json!({}),
+                    json!({"conditions": [{"type": "Suspended", "status": "True", "reason": "JobSuspended"}]}),
+                ),
                 vec![],
                 true,
-                Want { events: vec!["Resumed"], ..want(2, 0, 0, 0) },
+                Want {
+                    events: vec!["Resumed"],
+                    ..want(2, 0, 0, 0)
+                },
             ),
             (
                 "Indexed: missing indexes are created",
-                job(json!({"completionMode": "Indexed", "parallelism": 3}), json!({})),
-                vec![P { index: Some(0), ..p("a", "Succeeded") }, P { index: Some(1), ..p("b", "Running") }],
+                job(
+                    json!({"completionMode": "Indexed", "parallelism": 3}),
+                    json!({}),
+                ),
+                vec![
+                    P {
+                        index: Some(0),
+                        ..p("a", "Succeeded")
+                    },
+                    P {
+                        index: Some(1),
+                        ..p("b", "Running")
+                    },
+                ],
                 true,
                 want(1, 0, 1, 0),
             ),
             (
                 "Indexed: a second success of one index counts once",
-                job(json!({"completionMode": "Indexed", "parallelism": 3}), json!({"succeeded": 1, "completedIndexes": "0"})),
-                vec![P { index: Some(0), ..p("a", "Succeeded") }],
+                job(
+                    json!({"completionMode": "Indexed", "parallelism": 3}),
+                    json!({"succeeded": 1, "completedIndexes": "0"}),
+                ),
+                vec![P {
+                    index: Some(0),
+                    ..p("a", "Succeeded")
+                }],
                 true,
                 want(2, 0, 1, 0),
             ),
@@ -700,10 +832,16 @@ mod tests {
                     json!({"podReplacementPolicy": "Failed", "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [42]}}]}}),
                     json!({}),
                 ),
-                vec![P { code: 42, ..p("a", "Failed") }],
+                vec![P {
+                    code: 42,
+                    ..p("a", "Failed")
+                }],
                 true,
                 Want {
-                    conditions: vec![("FailureTarget", "PodFailurePolicy"), ("Failed", "PodFailurePolicy")],
+                    conditions: vec![
+                        ("FailureTarget", "PodFailurePolicy"),
+                        ("Failed", "PodFailurePolicy"),
+                    ],
                     events: vec!["PodFailurePolicy"],
                     ..want(0, 0, 0, 1)
                 },
@@ -714,21 +852,34 @@ mod tests {
                     json!({"parallelism": 1, "podReplacementPolicy": "Failed", "podFailurePolicy": {"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [137]}}]}}),
                     json!({}),
                 ),
-                vec![P { code: 137, done: NOW - 1, ..p("a", "Failed") }],
+                vec![P {
+                    code: 137,
+                    done: NOW - 1,
+                    ..p("a", "Failed")
+                }],
                 true,
                 want(1, 0, 0, 0),
             ),
             (
                 "a deleted running pod counts as failed and is replaced",
                 job(json!({"parallelism": 1}), json!({})),
-                vec![P { deleting: true, ..p("a", "Running") }],
+                vec![P {
+                    deleting: true,
+                    ..p("a", "Running")
+                }],
                 true,
                 want(1, 0, 0, 1),
             ),
             (
                 "with podReplacementPolicy Failed a terminating pod holds its place",
-                job(json!({"parallelism": 1, "podReplacementPolicy": "Failed"}), json!({})),
-                vec![P { deleting: true, ..p("a", "Running") }],
+                job(
+                    json!({"parallelism": 1, "podReplacementPolicy": "Failed"}),
+                    json!({}),
+                ),
+                vec![P {
+                    deleting: true,
+                    ..p("a", "Running")
+                }],
                 true,
                 want(0, 0, 0, 0),
             ),
@@ -742,10 +893,19 @@ mod tests {
             (
                 "no completions: the first success ends the job once pods are done",
                 job(json!({"completions": null, "parallelism": 2}), json!({})),
-                vec![p("a", "Succeeded"), P { counted: true, ..p("b", "Succeeded") }],
+                vec![
+                    p("a", "Succeeded"),
+                    P {
+                        counted: true,
+                        ..p("b", "Succeeded")
+                    },
+                ],
                 true,
                 Want {
-                    conditions: vec![("SuccessCriteriaMet", "CompletionsReached"), ("Complete", "CompletionsReached")],
+                    conditions: vec![
+                        ("SuccessCriteriaMet", "CompletionsReached"),
+                        ("Complete", "CompletionsReached"),
+                    ],
                     events: vec!["Completed"],
                     ..want(0, 0, 1, 0)
                 },
@@ -755,26 +915,47 @@ mod tests {
             let (_, plan) = pass(&j, &pods, settled);
             assert_eq!(plan.create.len(), w.create, "{name}: creates");
             assert_eq!(plan.delete.len(), w.delete, "{name}: deletes");
-            assert_eq!(plan.status.succeeded, Some(w.succeeded), "{name}: succeeded");
+            assert_eq!(
+                plan.status.succeeded,
+                Some(w.succeeded),
+                "{name}: succeeded"
+            );
             assert_eq!(plan.status.failed, Some(w.failed), "{name}: failed");
             for (t, reason) in &w.conditions {
-                assert_eq!(cond(&plan, t).as_deref(), Some(*reason), "{name}: condition {t}");
+                assert_eq!(
+                    cond(&plan, t).as_deref(),
+                    Some(*reason),
+                    "{name}: condition {t}"
+                );
             }
-            for t in ["Complete", "Failed", "SuccessCriteriaMet", "FailureTarget", "Suspended"] {
+            for t in [
+                "Complete",
+                "Failed",
+                "SuccessCriteriaMet",
+                "FailureTarget",
+                "Suspended",
+            ] {
                 if !w.conditions.iter().any(|(c, _)| *c == t) {
                     assert_eq!(cond(&plan, t), None, "{name}: no {t}");
                 }
             }
             let events: Vec<&str> = plan.events.iter().map(|e| e.reason).collect();
             assert_eq!(events, w.events, "{name}: events");
-            assert_eq!(plan.requeue.map(|d| d.as_secs()), w.requeue, "{name}: requeue");
+            assert_eq!(
+                plan.requeue.map(|d| d.as_secs()),
+                w.requeue,
+                "{name}: requeue"
+            );
         }
     }
 
     #[test]
     fn finished_pods_are_recorded_before_release() {
         let j = job(json!({}), json!({}));
-        let pods: Vec<Arc<Pod>> = [p("a", "Succeeded"), p("b", "Failed"), p("c", "Running")].iter().map(build).collect();
+        let pods: Vec<Arc<Pod>> = [p("a", "Succeeded"), p("b", "Failed"), p("c", "Running")]
+            .iter()
+            .map(build)
+            .collect();
         let t = track(&j, &pods);
         assert!(t.changed);
         assert_eq!(t.release, vec![0, 1]);
@@ -785,6 +966,9 @@ mod tests {
         let mut status = t.status.clone();
         flush(&mut status, &BTreeSet::from(["b".to_string()]));
         assert_eq!((status.succeeded, status.failed), (Some(1), Some(0)));
-        assert_eq!(status.uncounted_terminated_pods.unwrap().failed, Some(vec!["b".to_string()]));
+        assert_eq!(
+            status.uncounted_terminated_pods.unwrap().failed,
+            Some(vec!["b".to_string()])
+        );
     }
 }

@@ -90,7 +90,11 @@ fn matches(rule: &PodFailurePolicyRule, pod: &Pod) -> Option<String> {
     if let Some(patterns) = &rule.on_pod_conditions {
         let conditions = pod.status.as_ref()?.conditions.as_ref()?;
         for p in patterns {
-            let want = if p.status.is_empty() { "True" } else { p.status.as_str() };
+            let want = if p.status.is_empty() {
+                "True"
+            } else {
+                p.status.as_str()
+            };
             if conditions
                 .iter()
                 .any(|c| c.type_ == p.type_ && c.status == want)
@@ -153,7 +157,12 @@ mod tests {
         }
     }
 
-    fn codes(action: &str, op: &str, values: &[i32], container: Option<&str>) -> PodFailurePolicyRule {
+    fn codes(
+        action: &str,
+        op: &str,
+        values: &[i32],
+        container: Option<&str>,
+    ) -> PodFailurePolicyRule {
         PodFailurePolicyRule {
             action: action.into(),
             on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {

@@ -54,11 +54,27 @@ mod tests {
     fn expiry() {
         let t = |s| Timestamp::from_second(s).ok();
         for (name, j, want) in [
-            ("no ttl never expires", job(None, Some("Complete"), 100), None),
+            (
+                "no ttl never expires",
+                job(None, Some("Complete"), 100),
+                None,
+            ),
             ("running job never expires", job(Some(0), None, 100), None),
-            ("only a target condition", job(Some(0), Some("FailureTarget"), 100), None),
-            ("complete plus ttl", job(Some(30), Some("Complete"), 100), t(130)),
-            ("failed plus zero", job(Some(0), Some("Failed"), 100), t(100)),
+            (
+                "only a target condition",
+                job(Some(0), Some("FailureTarget"), 100),
+                None,
+            ),
+            (
+                "complete plus ttl",
+                job(Some(30), Some("Complete"), 100),
+                t(130),
+            ),
+            (
+                "failed plus zero",
+                job(Some(0), Some("Failed"), 100),
+                t(100),
+            ),
         ] {
             assert_eq!(expires_at(&j), want, "{name}");
         }

@@ -53,11 +53,17 @@ pub struct Plan {
 /// `<set>-<ordinal>` → ordinal.
 pub fn ordinal_of(set_name: &str, pod_name: &str) -> Option<i32> {
     let rest = pod_name.strip_prefix(set_name)?.strip_prefix('-')?;
-    rest.parse().ok().filter(|n: &i32| *n >= 0 && rest == n.to_string())
+    rest.parse()
+        .ok()
+        .filter(|n: &i32| *n >= 0 && rest == n.to_string())
 }
 
 fn revision_of(pod: &Pod) -> Option<&str> {
-    pod.metadata.labels.as_ref()?.get(HASH_LABEL).map(String::as_str)
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get(HASH_LABEL)
+        .map(String::as_str)
 }
 
 pub fn claim_name(template: &str, set: &str, ordinal: i32) -> String {
@@ -91,7 +97,12 @@ pub fn decide(input: &Input<'_>) -> Plan {
 
     let mut by_ordinal: BTreeMap<i32, &Arc<Pod>> = BTreeMap::new();
     for p in input.pods {
-        if let Some(o) = p.metadata.name.as_deref().and_then(|n| ordinal_of(&s.name, n)) {
+        if let Some(o) = p
+            .metadata
+            .name
+            .as_deref()
+            .and_then(|n| ordinal_of(&s.name, n))
+        {
             by_ordinal.insert(o, p);
         }
     }
@@ -140,7 +151,8 @@ pub fn decide(input: &Input<'_>) -> Plan {
         match by_ordinal.get(&ordinal) {
             None => {
                 plan.create_claims.extend(missing_claims(input, ordinal));
-                plan.create_pods.push(pod_for(set, rev_for(ordinal), ordinal));
+                plan.create_pods
+                    .push(pod_for(set, rev_for(ordinal), ordinal));
                 if s.monotonic {
                     return dedup(plan);
                 }
@@ -190,7 +202,9 @@ pub fn decide(input: &Input<'_>) -> Plan {
             let tname = t.metadata.name.clone().unwrap_or_default();
             let prefix = format!("{tname}-");
             for c in input.claims {
-                let ord = c.strip_prefix(&prefix).and_then(|rest| ordinal_of(&s.name, rest));
+                let ord = c
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| ordinal_of(&s.name, rest));
                 if ord.is_some_and(|o| o >= end || o < s.start) {
                     plan.delete_claims.push(c.clone());
                 }
@@ -206,8 +220,8 @@ pub fn decide(input: &Input<'_>) -> Plan {
                 return dedup(plan);
             };
             if revision_of(p) != Some(input.update.hash.as_str()) && !pods::is_terminating(p) {
-                let all_healthy = (s.start..end)
-                    .all(|o| by_ordinal.get(&o).is_some_and(|q| healthy(q)));
+                let all_healthy =
+                    (s.start..end).all(|o| by_ordinal.get(&o).is_some_and(|q| healthy(q)));
                 if all_healthy {
                     plan.delete_pods.push(pod_ref(p));
                 }
@@ -235,14 +249,22 @@ fn pod_ref(p: &Pod) -> (String, Option<String>) {
     )
 }
 
-fn status(input: &Input<'_>, s: &Shape, by_ordinal: &BTreeMap<i32, &Arc<Pod>>) -> StatefulSetStatus {
+fn status(
+    input: &Input<'_>,
+    s: &Shape,
+    by_ordinal: &BTreeMap<i32, &Arc<Pod>>,
+) -> StatefulSetStatus {
     let set = input.set;
     let old = set.status.clone().unwrap_or_default();
-    let live: Vec<&&Arc<Pod>> = by_ordinal.values().filter(|p| !pods::is_terminating(p)).collect();
+    let live: Vec<&&Arc<Pod>> = by_ordinal
+        .values()
+        .filter(|p| !pods::is_terminating(p))
+        .collect();
     let count = |f: &dyn Fn(&Pod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
     let replicas = live.len() as i32;
     let ready = count(&|p| pods::phase(p) == "Running" && pods::is_ready(p));
-    let available = count(&|p| pods::phase(p) == "Running" && pods::is_available(p, s.min_ready, input.now));
+    let available =
+        count(&|p| pods::phase(p) == "Running" && pods::is_available(p, s.min_ready, input.now));
     let current = count(&|p| revision_of(p) == Some(input.current.hash.as_str()));
     let updated = count(&|p| revision_of(p) == Some(input.update.hash.as_str()));
     let mut status = StatefulSetStatus {
@@ -431,7 +453,16 @@ mod tests {
     }
 
     fn case(name: &'static str, set: StatefulSet, pods: Vec<Arc<Pod>>) -> Case {
-        Case { name, set, pods, claims: vec![], create: vec![], claims_created: vec![], delete: vec![], claims_deleted: vec![] }
+        Case {
+            name,
+            set,
+            pods,
+            claims: vec![],
+            create: vec![],
+            claims_created: vec![],
+            delete: vec![],
+            claims_deleted: vec![],
+        }
     }
 
     #[test]
@@ -439,18 +470,40 @@ mod tests {
         let parallel = || json!({"podManagementPolicy": "Parallel"});
         let partition = |p: i32| json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": p}}});
         let cases = vec![
-            Case { create: vec!["web-0"], claims_created: vec!["www-web-0"], ..case("ordered: the first pod and its claim", set(3, json!({})), vec![]) },
             Case {
-                create: vec!["web-1"], claims_created: vec!["www-web-1"], claims: vec!["www-web-0"],
-                ..case("ordered: the next pod once the previous is ready", set(3, json!({})), vec![pod(0, "r1", S::Ready)])
+                create: vec!["web-0"],
+                claims_created: vec!["www-web-0"],
+                ..case(
+                    "ordered: the first pod and its claim",
+                    set(3, json!({})),
+                    vec![],
+                )
+            },
+            Case {
+                create: vec!["web-1"],
+                claims_created: vec!["www-web-1"],
+                claims: vec!["www-web-0"],
+                ..case(
+                    "ordered: the next pod once the previous is ready",
+                    set(3, json!({})),
+                    vec![pod(0, "r1", S::Ready)],
+                )
             },
             Case {
                 claims: vec!["www-web-0"],
-                ..case("ordered: wait while the previous is not ready", set(3, json!({})), vec![pod(0, "r1", S::Pending)])
+                ..case(
+                    "ordered: wait while the previous is not ready",
+                    set(3, json!({})),
+                    vec![pod(0, "r1", S::Pending)],
+                )
             },
             Case {
                 claims_created: vec!["www-web-0"],
-                ..case("a running pod's lost claim is recreated", set(1, json!({})), vec![pod(0, "r2", S::Ready)])
+                ..case(
+                    "a running pod's lost claim is recreated",
+                    set(1, json!({})),
+                    vec![pod(0, "r2", S::Ready)],
+                )
             },
             Case {
                 create: vec!["web-0", "web-1", "web-2"],
@@ -458,15 +511,25 @@ mod tests {
                 ..case("parallel: all at once", set(3, parallel()), vec![])
             },
             Case {
-                delete: vec!["web-0"], claims: vec!["www-web-0"],
-                ..case("a failed pod is deleted to be recreated", set(1, json!({})), vec![pod(0, "r1", S::Failed)])
+                delete: vec!["web-0"],
+                claims: vec!["www-web-0"],
+                ..case(
+                    "a failed pod is deleted to be recreated",
+                    set(1, json!({})),
+                    vec![pod(0, "r1", S::Failed)],
+                )
             },
             Case {
-                delete: vec!["web-2"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                delete: vec!["web-2"],
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
                 ..case(
                     "scale down: highest ordinal first",
                     set(1, json!({})),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r1", S::Ready),
+                        pod(2, "r1", S::Ready),
+                    ],
                 )
             },
             Case {
@@ -474,15 +537,24 @@ mod tests {
                 ..case(
                     "scale down: one at a time",
                     set(1, json!({})),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Terminating)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r1", S::Ready),
+                        pod(2, "r1", S::Terminating),
+                    ],
                 )
             },
             Case {
-                delete: vec!["web-2", "web-1"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                delete: vec!["web-2", "web-1"],
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
                 ..case(
                     "parallel scale down: all at once",
                     set(1, parallel()),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r1", S::Ready),
+                        pod(2, "r1", S::Ready),
+                    ],
                 )
             },
             Case {
@@ -490,24 +562,37 @@ mod tests {
                 claims_deleted: vec!["www-web-1"],
                 ..case(
                     "whenScaled Delete removes claims of removed ordinals",
-                    set(1, json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"}})),
+                    set(
+                        1,
+                        json!({"persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"}}),
+                    ),
                     vec![pod(0, "r2", S::Ready)],
                 )
             },
             Case {
-                delete: vec!["web-2"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                delete: vec!["web-2"],
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
                 ..case(
                     "rolling update: highest ordinal first",
                     set(3, json!({})),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r1", S::Ready)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r1", S::Ready),
+                        pod(2, "r1", S::Ready),
+                    ],
                 )
             },
             Case {
-                delete: vec!["web-1"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                delete: vec!["web-1"],
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
                 ..case(
                     "rolling update: next once the updated pod is ready",
                     set(3, json!({})),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r1", S::Ready), pod(2, "r2", S::Ready)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r1", S::Ready),
+                        pod(2, "r2", S::Ready),
+                    ],
                 )
             },
             Case {
@@ -515,11 +600,16 @@ mod tests {
                 ..case(
                     "rolling update: stops at the partition",
                     set(3, partition(1)),
-                    vec![pod(0, "r1", S::Ready), pod(1, "r2", S::Ready), pod(2, "r2", S::Ready)],
+                    vec![
+                        pod(0, "r1", S::Ready),
+                        pod(1, "r2", S::Ready),
+                        pod(2, "r2", S::Ready),
+                    ],
                 )
             },
             Case {
-                create: vec!["web-0"], claims: vec!["www-web-0", "www-web-1", "www-web-2"],
+                create: vec!["web-0"],
+                claims: vec!["www-web-0", "www-web-1", "www-web-2"],
                 ..case(
                     "below the partition a pod is recreated at the current revision",
                     set(3, partition(1)),
@@ -546,23 +636,45 @@ mod tests {
                 now: Timestamp::from_second(1_800_000_000).unwrap(),
             });
             let names = |v: Vec<Option<String>>| v.into_iter().flatten().collect::<Vec<_>>();
-            assert_eq!(names(plan.create_pods.iter().map(|p| p.metadata.name.clone()).collect()), c.create, "{}: create", c.name);
             assert_eq!(
-                names(plan.create_claims.iter().map(|p| p.metadata.name.clone()).collect()),
+                names(
+                    plan.create_pods
+                        .iter()
+                        .map(|p| p.metadata.name.clone())
+                        .collect()
+                ),
+                c.create,
+                "{}: create",
+                c.name
+            );
+            assert_eq!(
+                names(
+                    plan.create_claims
+                        .iter()
+                        .map(|p| p.metadata.name.clone())
+                        .collect()
+                ),
                 c.claims_created,
                 "{}: claims",
                 c.name
             );
             let deleted: Vec<&str> = plan.delete_pods.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(deleted, c.delete, "{}: delete", c.name);
-            assert_eq!(plan.delete_claims, c.claims_deleted, "{}: claims deleted", c.name);
+            assert_eq!(
+                plan.delete_claims, c.claims_deleted,
+                "{}: claims deleted",
+                c.name
+            );
             assert_eq!(plan.status.observed_generation, Some(4));
         }
     }
 
     #[test]
     fn recreated_below_partition_uses_current_template() {
-        let s = set(3, json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}));
+        let s = set(
+            3,
+            json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}}),
+        );
         let plan = decide(&Input {
             set: &s,
             pods: &[],
@@ -572,8 +684,20 @@ mod tests {
             now: Timestamp::from_second(1_800_000_000).unwrap(),
         });
         let p = &plan.create_pods[0];
-        assert_eq!(p.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)).map(String::as_str), Some("r1"));
-        assert_eq!(p.spec.as_ref().and_then(|s| s.containers[0].image.as_deref()), Some("r1"));
+        assert_eq!(
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HASH_LABEL))
+                .map(String::as_str),
+            Some("r1")
+        );
+        assert_eq!(
+            p.spec
+                .as_ref()
+                .and_then(|s| s.containers[0].image.as_deref()),
+            Some("r1")
+        );
     }
 
     #[test]
@@ -589,8 +713,15 @@ mod tests {
             now: Timestamp::from_second(1_800_000_000).unwrap(),
         });
         let st = plan.status;
-        assert_eq!((st.replicas, st.ready_replicas, st.updated_replicas), (2, Some(2), Some(2)));
-        assert_eq!(st.current_revision.as_deref(), Some("r2"), "a finished rollout makes the update current");
+        assert_eq!(
+            (st.replicas, st.ready_replicas, st.updated_replicas),
+            (2, Some(2), Some(2))
+        );
+        assert_eq!(
+            st.current_revision.as_deref(),
+            Some("r2"),
+            "a finished rollout makes the update current"
+        );
         assert_eq!(st.current_replicas, Some(2));
     }
 }

@@ -56,7 +56,7 @@ pub enum Found {
     /// An existing revision holds the template.
     Existing(Arc<ControllerRevision>),
     /// None does: create this one.
-    New(ControllerRevision),
+    New(Box<ControllerRevision>),
 }
 
 fn revision_number(r: &ControllerRevision) -> i64 {
@@ -77,17 +77,25 @@ pub fn find_or_build(
     let data = data_of(template);
     let mut matching: Vec<&Arc<ControllerRevision>> = existing
         .iter()
-        .filter(|r| r.data.as_ref().is_some_and(|d| d.0 == data) || template_of(r).as_ref() == Some(template))
+        .filter(|r| {
+            r.data.as_ref().is_some_and(|d| d.0 == data)
+                || template_of(r).as_ref() == Some(template)
+        })
         .collect();
     matching.sort_by_key(|r| revision_number(r));
     if let Some(r) = matching.last() {
         return Found::Existing((*r).clone());
     }
-    let next = existing.iter().map(|r| revision_number(r)).max().unwrap_or(0) + 1;
+    let next = existing
+        .iter()
+        .map(|r| revision_number(r))
+        .max()
+        .unwrap_or(0)
+        + 1;
     let h = hash(&data, collision_count);
     let mut labels = labels.clone();
     labels.insert(REVISION_HASH_LABEL.into(), h.clone());
-    Found::New(ControllerRevision {
+    Found::New(Box::new(ControllerRevision {
         metadata: ObjectMeta {
             name: Some(format!("{owner_name}-{h}")),
             namespace: Some(namespace.into()),
@@ -97,7 +105,7 @@ pub fn find_or_build(
         },
         data: Some(RawExtension(data)),
         revision: next,
-    })
+    }))
 }
 
 /// The hash part of a revision's name (what pods carry in `controller-revision-hash`).
@@ -154,7 +162,15 @@ mod tests {
     }
 
     fn build(t: &PodTemplateSpec, existing: &[Arc<ControllerRevision>], collisions: i32) -> Found {
-        find_or_build("web", "ns", owner(), &BTreeMap::new(), t, existing, collisions)
+        find_or_build(
+            "web",
+            "ns",
+            owner(),
+            &BTreeMap::new(),
+            t,
+            existing,
+            collisions,
+        )
     }
 
     #[test]
@@ -164,17 +180,22 @@ mod tests {
         };
         assert_eq!(first.revision, 1);
         assert_eq!(template_of(&first), Some(template("a")));
-        let first = Arc::new(first);
+        let first = Arc::new(*first);
         let existing = vec![first.clone()];
-        assert!(matches!(build(&template("a"), &existing, 0), Found::Existing(r) if r.revision == 1));
+        assert!(
+            matches!(build(&template("a"), &existing, 0), Found::Existing(r) if r.revision == 1)
+        );
         let Found::New(second) = build(&template("b"), &existing, 0) else {
             panic!("expected a new revision");
         };
         assert_eq!(second.revision, 2);
         assert_ne!(second.metadata.name, first.metadata.name);
         // A collision count changes the name of the same data.
-        assert_ne!(hash(&data_of(&template("a")), 0), hash(&data_of(&template("a")), 1));
-        let both = [first.clone(), Arc::new(second)];
+        assert_ne!(
+            hash(&data_of(&template("a")), 0),
+            hash(&data_of(&template("a")), 1)
+        );
+        let both = [first.clone(), Arc::new(*second)];
         let pruned = to_prune(&both, &[], 1);
         assert_eq!(pruned.len(), 1);
         assert_eq!(pruned[0].revision, 1);

@@ -57,6 +57,9 @@ pub enum Error {
 
 const JOB_INDEX: &str = "job-owner";
 
+/// The `spec.managedBy` value that means this controller (also the default).
+const MANAGED_BY: &str = "kubernetes.io/job-controller";
+
 /// "ns/name" of the Job controlling `pod`.
 fn owner_key(pod: &Pod) -> Option<ObjectKey> {
     let r = owner::controller_of(&pod.metadata)?;
@@ -130,6 +133,11 @@ impl State {
             }
             return Ok(None);
         };
+        // Jobs managed by another controller (spec.managedBy) are not ours to sync.
+        let managed_by = job.spec.as_ref().and_then(|s| s.managed_by.as_deref());
+        if managed_by.is_some_and(|m| m != MANAGED_BY) {
+            return Ok(None);
+        }
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let (pods, strays): (Vec<Arc<Pod>>, Vec<Arc<Pod>>) = pods
             .into_iter()

@@ -352,7 +352,7 @@ pub fn decide(
             .map(|s| start.as_second().saturating_add(s));
         let failure = if let Some(msg) = fail_job {
             Some(("PodFailurePolicy", msg))
-        } else if failed > backoff_limit {
+        } else if failed > backoff_limit || past_backoff_on_failure(job, pods, backoff_limit) {
             Some((
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit".to_string(),
@@ -495,6 +495,36 @@ pub fn decide(
     plan
 }
 
+/// With `restartPolicy: OnFailure` failures are container restarts inside running pods;
+/// upstream fails the job once their sum reaches the limit (any restart when it is 0).
+fn past_backoff_on_failure(job: &Job, pods: &[Arc<Pod>], limit: i32) -> bool {
+    let restart = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.restart_policy.as_deref());
+    if restart != Some("OnFailure") {
+        return false;
+    }
+    let restarts: i32 = pods
+        .iter()
+        .filter(|p| matches!(pods::phase(p), "Running" | "Pending"))
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .map(|c| c.restart_count)
+        .sum();
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= limit
+    }
+}
+
 fn created(pod: &Pod) -> i64 {
     pod.metadata
         .creation_timestamp
@@ -557,6 +587,7 @@ mod tests {
         index: Option<i32>,
         counted: bool,
         deleting: bool,
+        restarts: i32,
     }
 
     fn p(name: &'static str, phase: &'static str) -> P {
@@ -568,6 +599,7 @@ mod tests {
             index: None,
             counted: false,
             deleting: false,
+            restarts: 0,
         }
     }
 
@@ -593,7 +625,7 @@ mod tests {
                 "status": {
                     "phase": p.phase,
                     "conditions": [{"type": "Ready", "status": if p.phase == "Running" {"True"} else {"False"}}],
-                    "containerStatuses": [{"name": "c", "image": "", "imageID": "", "ready": false, "restartCount": 0, "state": terminated}],
+                    "containerStatuses": [{"name": "c", "image": "", "imageID": "", "ready": false, "restartCount": p.restarts, "state": terminated}],
                 },
             }))
             .unwrap(),
@@ -705,6 +737,23 @@ mod tests {
                     ],
                     events: vec!["BackoffLimitExceeded"],
                     ..want(0, 0, 0, 2)
+                },
+            ),
+            (
+                "OnFailure: container restarts count against backoffLimit",
+                job(
+                    json!({"parallelism": 1, "backoffLimit": 2, "template": {"spec": {"restartPolicy": "OnFailure", "containers": [{"name": "c"}]}}}),
+                    json!({}),
+                ),
+                vec![P {
+                    restarts: 2,
+                    ..p("a", "Running")
+                }],
+                true,
+                Want {
+                    conditions: vec![("FailureTarget", "BackoffLimitExceeded")],
+                    events: vec!["BackoffLimitExceeded"],
+                    ..want(0, 1, 0, 0)
                 },
             ),
             (

@@ -77,6 +77,21 @@ async fn completions_with_parallelism_complete() {
     );
     let pods = pods_of(&cluster, "pi").await;
     assert_eq!(pods.len(), 3, "exactly three pods ran");
+    let events = cluster.api::<k8s_openapi::api::core::v1::Event>("default");
+    eventually("Completed event", Duration::from_secs(10), || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let created = list
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SuccessfulCreate"))
+            .count();
+        let completed = list.items.iter().any(|e| {
+            e.reason.as_deref() == Some("Completed")
+                && e.message.as_deref() == Some("Job completed")
+        });
+        (created == 3 && completed).then_some(())
+    })
+    .await;
     for p in &pods {
         let fin = p.metadata.finalizers.clone().unwrap_or_default();
         assert!(

@@ -73,22 +73,31 @@ impl PodInfo {
                 terms
                     .into_iter()
                     .flatten()
-                    .map(|t| (t.weight, AffinityTerm::parse(&t.pod_affinity_term, &ns, labels)))
+                    .map(|t| {
+                        (
+                            t.weight,
+                            AffinityTerm::parse(&t.pod_affinity_term, &ns, labels),
+                        )
+                    })
                     .collect::<Vec<_>>()
             };
         Self {
-            required_affinity: parse(
-                pa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            required_anti_affinity: parse(
-                paa.and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_affinity: parse_weighted(
-                pa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            preferred_anti_affinity: parse_weighted(
-                paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
+            required_affinity: parse(pa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity: parse(paa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity: parse_weighted(pa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity: parse_weighted(paa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
             pod,
             key,
             priority,
@@ -244,9 +253,21 @@ pub struct Cache {
     /// Image name → number of nodes holding it (ImageLocality's spread factor).
     image_nodes: HashMap<String, usize>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Placed pods with any (anti-)affinity / with required anti-affinity, so the
+    /// affinity plugins can skip the scan over all nodes when there are none.
+    with_affinity: usize,
+    with_required_anti_affinity: usize,
 }
 
 impl Cache {
+    pub fn pods_with_affinity(&self) -> usize {
+        self.with_affinity
+    }
+
+    pub fn pods_with_required_anti_affinity(&self) -> usize {
+        self.with_required_anti_affinity
+    }
+
     pub fn node_count(&self) -> usize {
         self.order.len()
     }
@@ -341,12 +362,19 @@ impl Cache {
                 assumed,
             },
         );
+        self.with_affinity += usize::from(pi.has_affinity());
+        self.with_required_anti_affinity += usize::from(!pi.required_anti_affinity.is_empty());
         self.nodes.entry(node.to_string()).or_default().add_pod(pi);
     }
 
     fn unplace(&mut self, key: &ObjectKey) {
         if let Some(p) = self.placements.remove(key) {
             if let Some(info) = self.nodes.get_mut(&p.node) {
+                if let Some(pi) = info.pods.iter().find(|x| &x.key == key) {
+                    self.with_affinity -= usize::from(pi.has_affinity());
+                    self.with_required_anti_affinity -=
+                        usize::from(!pi.required_anti_affinity.is_empty());
+                }
                 info.remove_pod(key);
                 if info.node.is_none() && info.pods.is_empty() {
                     self.nodes.remove(&p.node);
@@ -419,12 +447,23 @@ mod tests {
         assert_eq!(n.used_ports.len(), 1);
         c.upsert_bound_pod(p.clone(), "n1");
         assert!(!c.is_assumed(&p.key));
-        assert_eq!(c.node("n1").unwrap().requested.milli_cpu, 500, "not counted twice");
+        assert_eq!(
+            c.node("n1").unwrap().requested.milli_cpu,
+            500,
+            "not counted twice"
+        );
         c.forget(&p.key);
-        assert_eq!(c.node("n1").unwrap().requested.pods, 1, "a bound pod is not forgotten");
+        assert_eq!(
+            c.node("n1").unwrap().requested.pods,
+            1,
+            "a bound pod is not forgotten"
+        );
         c.remove_pod(&p.key);
         let n = c.node("n1").unwrap();
-        assert_eq!((n.requested.milli_cpu, n.requested.pods, n.used_ports.len()), (0, 0, 0));
+        assert_eq!(
+            (n.requested.milli_cpu, n.requested.pods, n.used_ports.len()),
+            (0, 0, 0)
+        );
     }
 
     #[test]
@@ -442,11 +481,17 @@ mod tests {
     fn image_counts_follow_nodes() {
         let mut c = Cache::default();
         c.upsert_node(node("n1", json!([{"names": ["nginx:1.25", "docker.io/library/nginx@sha256:x"], "sizeBytes": 100}])));
-        c.upsert_node(node("n2", json!([{"names": ["nginx:1.25"], "sizeBytes": 100}])));
+        c.upsert_node(node(
+            "n2",
+            json!([{"names": ["nginx:1.25"], "sizeBytes": 100}]),
+        ));
         assert_eq!(c.image_node_count("nginx:1.25"), 2);
         c.remove_node("n2");
         assert_eq!(c.image_node_count("nginx:1.25"), 1);
         assert_eq!(normalized_image("busybox"), "busybox:latest");
-        assert_eq!(normalized_image("reg:5000/busybox"), "reg:5000/busybox:latest");
+        assert_eq!(
+            normalized_image("reg:5000/busybox"),
+            "reg:5000/busybox:latest"
+        );
     }
 }

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -258,7 +256,12 @@ impl Core {
         }
     }
 
-    pub fn namespace_changed(&mut self, old: Option<&Arc<Namespace>>, new: Option<&Arc<Namespace>>, now: Instant) {
+    pub fn namespace_changed(
+        &mut self,
+        old: Option<&Arc<Namespace>>,
+        new: Option<&Arc<Namespace>>,
+        now: Instant,
+    ) {
         match new {
             Some(ns) => {
                 self.cache.set_namespace(ns);
@@ -272,7 +275,12 @@ impl Core {
         }
     }
 
-    pub fn claim_changed(&mut self, old: Option<&Arc<PersistentVolumeClaim>>, new: Option<&Arc<PersistentVolumeClaim>>, now: Instant) {
+    pub fn claim_changed(
+        &mut self,
+        old: Option<&Arc<PersistentVolumeClaim>>,
+        new: Option<&Arc<PersistentVolumeClaim>>,
+        now: Instant,
+    ) {
         let Some(obj) = new.or(old) else { return };
         let key = (
             obj.metadata.namespace.clone().unwrap_or_default(),
@@ -289,7 +297,12 @@ impl Core {
         }
     }
 
-    pub fn volume_changed(&mut self, old: Option<&Arc<PersistentVolume>>, new: Option<&Arc<PersistentVolume>>, now: Instant) {
+    pub fn volume_changed(
+        &mut self,
+        old: Option<&Arc<PersistentVolume>>,
+        new: Option<&Arc<PersistentVolume>>,
+        now: Instant,
+    ) {
         let Some(obj) = new.or(old) else { return };
         let name = obj.metadata.name.clone().unwrap_or_default();
         match new {
@@ -303,7 +316,11 @@ impl Core {
         }
     }
 
-    pub fn budget_changed(&mut self, old: Option<&Arc<PodDisruptionBudget>>, new: Option<&Arc<PodDisruptionBudget>>) {
+    pub fn budget_changed(
+        &mut self,
+        old: Option<&Arc<PodDisruptionBudget>>,
+        new: Option<&Arc<PodDisruptionBudget>>,
+    ) {
         let Some(obj) = new.or(old) else { return };
         let key = ObjectKey::of(obj.as_ref());
         match new.and_then(|n| Budget::from_pdb(n)) {
@@ -318,7 +335,13 @@ impl Core {
 
     /// The bind of `key` failed: forget the assumption and retry after backoff (unless
     /// the pod is gone or was bound meanwhile).
-    pub fn bind_failed(&mut self, pi: &Arc<PodInfo>, attempts: u32, still_pending: bool, now: Instant) {
+    pub fn bind_failed(
+        &mut self,
+        pi: &Arc<PodInfo>,
+        attempts: u32,
+        still_pending: bool,
+        now: Instant,
+    ) {
         if !self.cache.is_assumed(&pi.key) {
             return;
         }
@@ -391,7 +414,13 @@ impl Core {
         }
     }
 
-    fn fail(&self, pi: &Arc<PodInfo>, message: String, nominated: Option<String>, victims: Vec<Arc<PodInfo>>) -> Failure {
+    fn fail(
+        &self,
+        pi: &Arc<PodInfo>,
+        message: String,
+        nominated: Option<String>,
+        victims: Vec<Arc<PodInfo>>,
+    ) -> Failure {
         Failure {
             pod: pi.pod.clone(),
             message,
@@ -423,7 +452,10 @@ impl Core {
                     nodes: Vec::new(),
                     postfilter: Some(post),
                 };
-                return Err((self.fail(pi, diag.message(), None, Vec::new()), r.plugin.bit()));
+                return Err((
+                    self.fail(pi, diag.message(), None, Vec::new()),
+                    r.plugin.bit(),
+                ));
             }
         };
         // A pod nominated by an earlier preemption tries that node first.
@@ -452,7 +484,9 @@ impl Core {
             }
             let name = &order[(start + i) % all];
             visited += 1;
-            let Some(node) = self.cache.node(name) else { continue };
+            let Some(node) = self.cache.node(name) else {
+                continue;
+            };
             match self.filter_node(&state, node) {
                 Ok(()) => feasible.push(node),
                 Err(r) => {
@@ -469,7 +503,9 @@ impl Core {
             let best = select_host(&mut self.rng, &scores);
             return Ok(feasible[best].name().to_string());
         }
-        let rejected_by = rejections.values().fold(0u16, |acc, r| acc | r.plugin.bit());
+        let rejected_by = rejections
+            .values()
+            .fold(0u16, |acc, r| acc | r.plugin.bit());
         let mut diag = Diagnosis {
             num_all_nodes: all,
             prefilter: None,
@@ -487,7 +523,6 @@ impl Core {
             }
         }
     }
-
 }
 
 /// The index of the highest score; ties are broken at random (upstream's reservoir
@@ -549,7 +584,14 @@ mod tests {
     #[test]
     fn feasible_nodes_to_find() {
         let c = core();
-        let cases = [(50, 50), (100, 100), (1000, 420), (5000, 500), (6000, 300), (200, 98.max(100))];
+        let cases = [
+            (50, 50),
+            (100, 100),
+            (1000, 420),
+            (5000, 500),
+            (6000, 300),
+            (200, 100), // 49% is 98, below the floor of 100
+        ];
         for (all, want) in cases {
             assert_eq!(c.feasible_to_find(all), want, "{all} nodes");
         }
@@ -565,7 +607,11 @@ mod tests {
         c.pod_changed(None, Some(&pending("b", cpu("3"))), now);
         let (a, _) = c.schedule_one(now).unwrap();
         let (b, _) = c.schedule_one(now).unwrap();
-        assert_ne!(bind_node(&a), bind_node(&b), "the second pod saw the first one's assumption");
+        assert_ne!(
+            bind_node(&a),
+            bind_node(&b),
+            "the second pod saw the first one's assumption"
+        );
         c.pod_changed(None, Some(&pending("c", cpu("3"))), now);
         match c.schedule_one(now).unwrap().0 {
             Outcome::Unschedulable(f) => assert_eq!(
@@ -592,7 +638,16 @@ mod tests {
         }
         assert!(c.schedule_one(now).is_none());
         let later = now + Duration::from_secs(2);
-        c.node_changed(None, Some(&node("large", json!({}), json!({}), json!({"cpu": "8", "pods": "10"}))), later);
+        c.node_changed(
+            None,
+            Some(&node(
+                "large",
+                json!({}),
+                json!({}),
+                json!({"cpu": "8", "pods": "10"}),
+            )),
+            later,
+        );
         let (o, attempts) = c.schedule_one(later).unwrap();
         assert_eq!(bind_node(&o), "large");
         assert_eq!(attempts, 2);
@@ -616,7 +671,9 @@ mod tests {
         c.node_changed(None, Some(&small_node("n1", json!({}))), now);
         c.pod_changed(None, Some(&pending("a", cpu("3"))), now);
         let (o, attempts) = c.schedule_one(now).unwrap();
-        let Outcome::Bind { pod, .. } = o else { panic!() };
+        let Outcome::Bind { pod, .. } = o else {
+            panic!()
+        };
         assert_eq!(c.cache.node("n1").unwrap().requested.milli_cpu, 3000);
         c.bind_failed(&pod, attempts, true, now);
         assert_eq!(c.cache.node("n1").unwrap().requested.milli_cpu, 0);
@@ -646,7 +703,11 @@ mod tests {
         let mut c = core();
         let now = Instant::now();
         c.node_changed(None, Some(&small_node("n1", json!({}))), now);
-        c.pod_changed(None, Some(&pending("p", json!({"schedulerName": "other"}))), now);
+        c.pod_changed(
+            None,
+            Some(&pending("p", json!({"schedulerName": "other"}))),
+            now,
+        );
         // pending() overrides schedulerName; build by hand.
         let p: Pod = serde_json::from_value(json!({"metadata": {"name": "q", "namespace": "default"}, "spec": {"schedulerName": "other", "containers": []}})).unwrap();
         c.queue.delete(&ObjectKey::new(Some("default"), "p"));
@@ -665,7 +726,9 @@ mod tests {
         let mut spec = cpu("2");
         spec["priority"] = json!(1000);
         c.pod_changed(None, Some(&pending("high", spec)), now);
-        let Outcome::Unschedulable(f) = c.schedule_one(now).unwrap().0 else { panic!() };
+        let Outcome::Unschedulable(f) = c.schedule_one(now).unwrap().0 else {
+            panic!()
+        };
         assert_eq!(f.nominated_node.as_deref(), Some("n1"));
         assert_eq!(f.victims.len(), 1);
         assert_eq!(f.message, "0/1 nodes are available: 1 Insufficient cpu.");

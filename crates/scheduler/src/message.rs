@@ -25,7 +25,10 @@ pub fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> Vec<String> {
     for r in reasons {
         *counts.entry(r).or_default() += 1;
     }
-    let mut out: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut out: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
     out.sort();
     out
 }

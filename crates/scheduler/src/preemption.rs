@@ -76,7 +76,10 @@ pub fn eligible(cache: &Cache, pod: &PodInfo) -> Result<(), String> {
 
 /// Splits victims into those whose eviction would violate a budget and those it would
 /// not, decrementing budgets as upstream does.
-fn split_by_budget(victims: &[Arc<PodInfo>], budgets: &[Budget]) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
+fn split_by_budget(
+    victims: &[Arc<PodInfo>],
+    budgets: &[Budget],
+) -> (Vec<Arc<PodInfo>>, Vec<Arc<PodInfo>>) {
     let mut allowed: Vec<i32> = budgets.iter().map(|b| b.disruptions_allowed).collect();
     let (mut violating, mut ok) = (Vec::new(), Vec::new());
     for v in victims {
@@ -269,7 +272,11 @@ mod tests {
         pod_labeled(name, labels, spec)
     }
 
-    fn run(cache: &Cache, pod: Arc<PodInfo>, budgets: &[Budget]) -> Result<(String, Vec<String>), String> {
+    fn run(
+        cache: &Cache,
+        pod: Arc<PodInfo>,
+        budgets: &[Budget],
+    ) -> Result<(String, Vec<String>), String> {
         let state = CycleState::prefilter(cache, &Volumes::default(), pod).unwrap();
         let mut rejections = HashMap::new();
         for n in cache.nodes() {
@@ -295,7 +302,10 @@ mod tests {
         }
         let budget = |app: &str, allowed| Budget {
             namespace: "default".into(),
-            selector: Selector::new(Some(&serde_json::from_value(json!({"matchLabels": {"app": app}})).unwrap())).unwrap(),
+            selector: Selector::new(Some(
+                &serde_json::from_value(json!({"matchLabels": {"app": app}})).unwrap(),
+            ))
+            .unwrap(),
             disruptions_allowed: allowed,
             disrupted: vec![],
         };
@@ -351,7 +361,15 @@ mod tests {
                 cache.upsert_bound_pod(p, node);
             }
             let got = run(&cache, c.pod, &c.budgets);
-            let want = c.want.map(|(n, v)| (n.to_string(), v.into_iter().map(String::from).collect::<Vec<_>>())).map_err(String::from);
+            let want = c
+                .want
+                .map(|(n, v)| {
+                    (
+                        n.to_string(),
+                        v.into_iter().map(String::from).collect::<Vec<_>>(),
+                    )
+                })
+                .map_err(String::from);
             assert_eq!(got, want, "{}", c.name);
         }
     }
@@ -365,14 +383,28 @@ mod tests {
         spec["priority"] = json!(100);
         spec["preemptionPolicy"] = json!("Never");
         let got = run(&cache, pod_labeled("hi", json!({}), spec), &[]);
-        assert_eq!(got, Err("preemption: not eligible due to preemptionPolicy=Never.".to_string()));
+        assert_eq!(
+            got,
+            Err("preemption: not eligible due to preemptionPolicy=Never.".to_string())
+        );
     }
 
     #[test]
     fn unresolvable_nodes_are_not_helpful() {
         let mut cache = Cache::default();
-        cache.upsert_node(crate::plugins::testutil::node("n1", json!({}), json!({"taints": [{"key": "k", "effect": "NoSchedule"}]}), json!({"cpu": "4", "pods": "10"})));
+        cache.upsert_node(crate::plugins::testutil::node(
+            "n1",
+            json!({}),
+            json!({"taints": [{"key": "k", "effect": "NoSchedule"}]}),
+            json!({"cpu": "4", "pods": "10"}),
+        ));
         let got = run(&cache, prio("hi", 100, "1", json!({})), &[]);
-        assert_eq!(got, Err("preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.".to_string()));
+        assert_eq!(
+            got,
+            Err(
+                "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+                    .to_string()
+            )
+        );
     }
 }

@@ -70,7 +70,11 @@ pub struct Popped {
 }
 
 impl SchedulingQueue {
-    pub fn new(initial_backoff: Duration, max_backoff: Duration, max_unschedulable: Duration) -> Self {
+    pub fn new(
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        max_unschedulable: Duration,
+    ) -> Self {
         Self {
             initial_backoff,
             max_backoff,
@@ -281,7 +285,13 @@ impl SchedulingQueue {
     }
 
     /// Puts back a pod whose bind failed (it left the queue when it was assumed).
-    pub fn readd_after_error(&mut self, key: ObjectKey, pod: Arc<Pod>, attempts: u32, now: Instant) {
+    pub fn readd_after_error(
+        &mut self,
+        key: ObjectKey,
+        pod: Arc<Pod>,
+        attempts: u32,
+        now: Instant,
+    ) {
         self.upsert(key.clone(), pod, now);
         if let Some(e) = self.entries.get_mut(&key) {
             e.attempts = attempts;
@@ -341,18 +351,26 @@ mod tests {
     }
 
     fn q() -> SchedulingQueue {
-        SchedulingQueue::new(Duration::from_secs(1), Duration::from_secs(10), Duration::from_secs(300))
+        SchedulingQueue::new(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+        )
     }
 
     #[test]
     fn priority_then_enqueue_order() {
         let mut q = q();
         let t0 = Instant::now();
-        for (i, (name, prio)) in [("low-old", 0), ("high", 100), ("low-new", 0), ("mid", 50)].into_iter().enumerate() {
+        for (i, (name, prio)) in [("low-old", 0), ("high", 100), ("low-new", 0), ("mid", 50)]
+            .into_iter()
+            .enumerate()
+        {
             let (k, p) = pod(name, prio);
             q.upsert(k, p, t0 + Duration::from_millis(i as u64));
         }
-        let order: Vec<String> = std::iter::from_fn(|| q.pop(t0 + Duration::from_secs(1)).map(|p| p.key.name)).collect();
+        let order: Vec<String> =
+            std::iter::from_fn(|| q.pop(t0 + Duration::from_secs(1)).map(|p| p.key.name)).collect();
         assert_eq!(order, ["high", "mid", "low-old", "low-new"]);
     }
 
@@ -366,10 +384,18 @@ mod tests {
         q.unschedulable(&k, 0b10, t0);
         assert!(q.pop(t0 + Duration::from_secs(5)).is_none(), "parked");
         q.move_for(0b01, t0 + Duration::from_secs(5));
-        assert!(q.pop(t0 + Duration::from_secs(5)).is_none(), "irrelevant event");
+        assert!(
+            q.pop(t0 + Duration::from_secs(5)).is_none(),
+            "irrelevant event"
+        );
         q.move_for(0b10, t0 + Duration::from_millis(500));
-        assert!(q.pop(t0 + Duration::from_millis(600)).is_none(), "still backing off (1 s)");
-        let p = q.pop(t0 + Duration::from_millis(1000)).expect("backoff over");
+        assert!(
+            q.pop(t0 + Duration::from_millis(600)).is_none(),
+            "still backing off (1 s)"
+        );
+        let p = q
+            .pop(t0 + Duration::from_millis(1000))
+            .expect("backoff over");
         assert_eq!(p.attempts, 2);
     }
 
@@ -389,7 +415,10 @@ mod tests {
         q.pop(t0);
         q.unschedulable(&k, 0b1, t0);
         assert!(q.pop(t0 + Duration::from_secs(299)).is_none());
-        assert!(q.pop(t0 + Duration::from_secs(330)).is_some(), "checked every 30 s");
+        assert!(
+            q.pop(t0 + Duration::from_secs(330)).is_some(),
+            "checked every 30 s"
+        );
     }
 
     #[test]

@@ -259,13 +259,19 @@ mod tests {
             assert_eq!(r.requests.milli_cpu, case.cpu, "{}: cpu", case.name);
             assert_eq!(r.requests.memory, case.mem, "{}: memory", case.name);
             assert_eq!(r.non_zero_cpu, case.nz_cpu, "{}: non-zero cpu", case.name);
-            assert_eq!(r.non_zero_memory, case.nz_mem, "{}: non-zero memory", case.name);
+            assert_eq!(
+                r.non_zero_memory, case.nz_mem,
+                "{}: non-zero memory",
+                case.name
+            );
         }
     }
 
     #[test]
     fn extended_resources_are_scalar() {
-        let p = pod(json!({"containers": [{"name": "a", "image": "i", "resources": {"requests": {"example.com/gpu": "2"}}}]}));
+        let p = pod(
+            json!({"containers": [{"name": "a", "image": "i", "resources": {"requests": {"example.com/gpu": "2"}}}]}),
+        );
         assert_eq!(pod_requests(&p).requests.scalar("example.com/gpu"), 2);
     }
 }

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -70,9 +68,17 @@ pub async fn run(client: kube::Client, settings: Settings, shutdown: Cancellatio
     feed(&pods, &tx, Input::Pod);
     feed(&factory.informer::<Node>(), &tx, Input::Node);
     feed(&factory.informer::<Namespace>(), &tx, Input::Namespace);
-    feed(&factory.informer::<PersistentVolumeClaim>(), &tx, Input::Claim);
+    feed(
+        &factory.informer::<PersistentVolumeClaim>(),
+        &tx,
+        Input::Claim,
+    );
     feed(&factory.informer::<PersistentVolume>(), &tx, Input::Volume);
-    feed(&factory.informer::<PodDisruptionBudget>(), &tx, Input::Budget);
+    feed(
+        &factory.informer::<PodDisruptionBudget>(),
+        &tx,
+        Input::Budget,
+    );
     factory.start(shutdown.clone());
     tokio::select! {
         _ = shutdown.cancelled() => return,
@@ -169,10 +175,9 @@ fn act(io: &Io, outcome: Outcome, attempts: u32) {
                     ),
                     Err(e) => {
                         tracing::info!("{e}");
-                        let still_pending = io
-                            .pods
-                            .get(&pod.key)
-                            .is_some_and(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none());
+                        let still_pending = io.pods.get(&pod.key).is_some_and(|p| {
+                            p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_none()
+                        });
                         let _ = io.tx.send(Input::BindFailed {
                             pod,
                             attempts,
@@ -225,7 +230,12 @@ async fn bind(client: &kube::Client, pod: &PodInfo, node: &str) -> Result<(), Er
 
 /// What the PodScheduled condition and nominatedNodeName should be, or `None` when
 /// the pod already says so (no write needed).
-pub fn status_patch(pod: &Pod, failure_message: &str, nominated: Option<&str>, now: Timestamp) -> Option<serde_json::Value> {
+pub fn status_patch(
+    pod: &Pod,
+    failure_message: &str,
+    nominated: Option<&str>,
+    now: Timestamp,
+) -> Option<serde_json::Value> {
     let status = pod.status.as_ref();
     let current = status
         .and_then(|s| s.conditions.as_ref())
@@ -270,10 +280,20 @@ async fn record_failure(io: &Io, f: &Failure) -> Result<(), Error> {
     }
     // The informer may hold a newer copy (e.g. a previous write); compare against it.
     let latest = io.pods.get(&key).unwrap_or_else(|| f.pod.clone());
-    if latest.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+    if latest
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
+    {
         return Ok(());
     }
-    if let Some(patch) = status_patch(&latest, &f.message, f.nominated_node.as_deref(), Timestamp::now()) {
+    if let Some(patch) = status_patch(
+        &latest,
+        &f.message,
+        f.nominated_node.as_deref(),
+        Timestamp::now(),
+    ) {
         let api: Api<Pod> = Api::namespaced(io.client.clone(), key.namespace());
         api.patch_status(&key.name, &PatchParams::default(), &Patch::Strategic(patch))
             .await
@@ -282,7 +302,8 @@ async fn record_failure(io: &Io, f: &Failure) -> Result<(), Error> {
                 source,
             })?;
     }
-    io.recorder.warning(pod, "FailedScheduling", f.message.clone());
+    io.recorder
+        .warning(pod, "FailedScheduling", f.message.clone());
     Ok(())
 }
 
@@ -300,7 +321,10 @@ async fn preempt(io: &Io, victim: &PodInfo, preemptor: &Pod, node: &str) -> Resu
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "DisruptionTarget" && c.status == "True"));
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+        });
     if !has_condition {
         let patch = json!({"status": {"conditions": [{
             "type": "DisruptionTarget",
@@ -346,7 +370,10 @@ mod tests {
     use super::*;
 
     fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": status})).unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": []}, "status": status}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -361,12 +388,42 @@ mod tests {
         let mut with_nominated = cond("m");
         with_nominated["nominatedNodeName"] = json!("n1");
         let cases = [
-            Case { name: "no condition yet", status: json!({}), nominated: None, write: true },
-            Case { name: "same message", status: cond("m"), nominated: None, write: false },
-            Case { name: "new message", status: cond("other"), nominated: None, write: true },
-            Case { name: "nomination added", status: cond("m"), nominated: Some("n1"), write: true },
-            Case { name: "nomination kept", status: with_nominated.clone(), nominated: Some("n1"), write: false },
-            Case { name: "nomination cleared", status: with_nominated, nominated: None, write: true },
+            Case {
+                name: "no condition yet",
+                status: json!({}),
+                nominated: None,
+                write: true,
+            },
+            Case {
+                name: "same message",
+                status: cond("m"),
+                nominated: None,
+                write: false,
+            },
+            Case {
+                name: "new message",
+                status: cond("other"),
+                nominated: None,
+                write: true,
+            },
+            Case {
+                name: "nomination added",
+                status: cond("m"),
+                nominated: Some("n1"),
+                write: true,
+            },
+            Case {
+                name: "nomination kept",
+                status: with_nominated.clone(),
+                nominated: Some("n1"),
+                write: false,
+            },
+            Case {
+                name: "nomination cleared",
+                status: with_nominated,
+                nominated: None,
+                write: true,
+            },
         ];
         for c in cases {
             let got = status_patch(&pod(c.status), "m", c.nominated, Timestamp::now());
@@ -374,6 +431,9 @@ mod tests {
         }
         // The transition time is kept while the condition stays False.
         let p = status_patch(&pod(cond("other")), "m", None, Timestamp::now()).unwrap();
-        assert_eq!(p["status"]["conditions"][0]["lastTransitionTime"], "2025-01-01T00:00:00Z");
+        assert_eq!(
+            p["status"]["conditions"][0]["lastTransitionTime"],
+            "2025-01-01T00:00:00Z"
+        );
     }
 }

@@ -109,13 +109,10 @@ impl NodeTerm {
         }
         let labels = node.metadata.labels.as_ref();
         let name = node.metadata.name.as_deref();
-        self.labels.iter().all(|r| {
-            r.matches(
-                labels
-                    .and_then(|l| l.get(&r.key))
-                    .map(String::as_str),
-            )
-        }) && self.fields.iter().all(|r| r.matches(name))
+        self.labels
+            .iter()
+            .all(|r| r.matches(labels.and_then(|l| l.get(&r.key)).map(String::as_str)))
+            && self.fields.iter().all(|r| r.matches(name))
     }
 }
 
@@ -160,7 +157,10 @@ impl RequiredNodeAffinity {
             .affinity
             .as_ref()
             .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|na| {
+                na.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|ns| NodeSelector::parse(&ns.node_selector_terms));
         Self {
             node_selector,
@@ -194,17 +194,23 @@ pub struct AffinityTerm {
 impl AffinityTerm {
     /// Parses `t` of a pod in namespace `pod_ns` with labels `pod_labels` (for
     /// matchLabelKeys / mismatchLabelKeys). An unparsable selector matches nothing.
-    pub fn parse(t: &PodAffinityTerm, pod_ns: &str, pod_labels: Option<&BTreeMap<String, String>>) -> Self {
+    pub fn parse(
+        t: &PodAffinityTerm,
+        pod_ns: &str,
+        pod_labels: Option<&BTreeMap<String, String>>,
+    ) -> Self {
         let mut sel = t.label_selector.clone();
         let extra = |keys: &Option<Vec<String>>, op: &str| -> Vec<LabelSelectorRequirement> {
             keys.iter()
                 .flatten()
                 .filter_map(|k| {
-                    pod_labels.and_then(|l| l.get(k)).map(|v| LabelSelectorRequirement {
-                        key: k.clone(),
-                        operator: op.to_string(),
-                        values: Some(vec![v.clone()]),
-                    })
+                    pod_labels
+                        .and_then(|l| l.get(k))
+                        .map(|v| LabelSelectorRequirement {
+                            key: k.clone(),
+                            operator: op.to_string(),
+                            values: Some(vec![v.clone()]),
+                        })
                 })
                 .collect()
         };
@@ -212,7 +218,9 @@ impl AffinityTerm {
         reqs.extend(extra(&t.mismatch_label_keys, "NotIn"));
         if !reqs.is_empty() {
             if let Some(s) = sel.as_mut() {
-                s.match_expressions.get_or_insert_with(Vec::new).extend(reqs);
+                s.match_expressions
+                    .get_or_insert_with(Vec::new)
+                    .extend(reqs);
             }
         }
         let selector = Selector::new(sel.as_ref()).unwrap_or_else(|_| nothing());
@@ -295,17 +303,61 @@ mod tests {
         }
         let n = node("n1", json!({"zone": "a", "gen": "5"}));
         let cases = [
-            Case { name: "In matches", term: json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}), want: true },
-            Case { name: "In misses", term: json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}), want: false },
-            Case { name: "NotIn on a missing label matches", term: json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["b"]}]}), want: true },
-            Case { name: "Exists", term: json!({"matchExpressions": [{"key": "gen", "operator": "Exists"}]}), want: true },
-            Case { name: "DoesNotExist", term: json!({"matchExpressions": [{"key": "gen", "operator": "DoesNotExist"}]}), want: false },
-            Case { name: "Gt", term: json!({"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}), want: true },
-            Case { name: "Lt", term: json!({"matchExpressions": [{"key": "gen", "operator": "Lt", "values": ["4"]}]}), want: false },
-            Case { name: "Gt with two values is invalid", term: json!({"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["1", "2"]}]}), want: false },
-            Case { name: "matchFields metadata.name", term: json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}), want: true },
-            Case { name: "matchFields other name", term: json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}), want: false },
-            Case { name: "empty term matches nothing", term: json!({}), want: false },
+            Case {
+                name: "In matches",
+                term: json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}),
+                want: true,
+            },
+            Case {
+                name: "In misses",
+                term: json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}),
+                want: false,
+            },
+            Case {
+                name: "NotIn on a missing label matches",
+                term: json!({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["b"]}]}),
+                want: true,
+            },
+            Case {
+                name: "Exists",
+                term: json!({"matchExpressions": [{"key": "gen", "operator": "Exists"}]}),
+                want: true,
+            },
+            Case {
+                name: "DoesNotExist",
+                term: json!({"matchExpressions": [{"key": "gen", "operator": "DoesNotExist"}]}),
+                want: false,
+            },
+            Case {
+                name: "Gt",
+                term: json!({"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["4"]}]}),
+                want: true,
+            },
+            Case {
+                name: "Lt",
+                term: json!({"matchExpressions": [{"key": "gen", "operator": "Lt", "values": ["4"]}]}),
+                want: false,
+            },
+            Case {
+                name: "Gt with two values is invalid",
+                term: json!({"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["1", "2"]}]}),
+                want: false,
+            },
+            Case {
+                name: "matchFields metadata.name",
+                term: json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}),
+                want: true,
+            },
+            Case {
+                name: "matchFields other name",
+                term: json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}),
+                want: false,
+            },
+            Case {
+                name: "empty term matches nothing",
+                term: json!({}),
+                want: false,
+            },
         ];
         for c in cases {
             let t: NodeSelectorTerm = serde_json::from_value(c.term).unwrap();
@@ -315,13 +367,22 @@ mod tests {
 
     #[test]
     fn affinity_term_namespaces() {
-        let t: PodAffinityTerm = serde_json::from_value(json!({"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"})).unwrap();
+        let t: PodAffinityTerm = serde_json::from_value(
+            json!({"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"}),
+        )
+        .unwrap();
         let labels: BTreeMap<String, String> = [("app".to_string(), "db".to_string())].into();
         let none = |_: &str| None;
         let term = AffinityTerm::parse(&t, "ns1", None);
         assert!(term.matches("ns1", Some(&labels), &none));
-        assert!(!term.matches("ns2", Some(&labels), &none), "own namespace only by default");
+        assert!(
+            !term.matches("ns2", Some(&labels), &none),
+            "own namespace only by default"
+        );
         let t2: PodAffinityTerm = serde_json::from_value(json!({"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone", "namespaceSelector": {}})).unwrap();
-        assert!(AffinityTerm::parse(&t2, "ns1", None).matches("ns2", Some(&labels), &none), "empty namespaceSelector: all namespaces");
+        assert!(
+            AffinityTerm::parse(&t2, "ns1", None).matches("ns2", Some(&labels), &none),
+            "empty namespaceSelector: all namespaces"
+        );
     }
 }

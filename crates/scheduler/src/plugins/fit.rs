@@ -92,20 +92,63 @@ mod tests {
         }
         let gpu = |n: &str| json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"example.com/gpu": n}}}]});
         let cases = [
-            Case { name: "fits", existing: vec![resources("1", "1Gi")], spec: resources("1", "1Gi"), want: vec![] },
-            Case { name: "cpu exhausted by bound pods", existing: vec![resources("1500m", "1Gi")], spec: resources("1", "1Gi"), want: vec!["Insufficient cpu"] },
-            Case { name: "cpu and memory", existing: vec![], spec: resources("3", "5Gi"), want: vec!["Insufficient cpu", "Insufficient memory"] },
-            Case { name: "pod count", existing: vec![json!({}), json!({})], spec: resources("1", "1Gi"), want: vec!["Too many pods"] },
-            Case { name: "pod count with an empty pod", existing: vec![json!({}), json!({})], spec: json!({}), want: vec!["Too many pods"] },
-            Case { name: "extended resource", existing: vec![gpu("1")], spec: gpu("1"), want: vec!["Insufficient example.com/gpu"] },
-            Case { name: "unknown extended resource", existing: vec![], spec: json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"example.com/fpga": "1"}}}]}), want: vec!["Insufficient example.com/fpga"] },
+            Case {
+                name: "fits",
+                existing: vec![resources("1", "1Gi")],
+                spec: resources("1", "1Gi"),
+                want: vec![],
+            },
+            Case {
+                name: "cpu exhausted by bound pods",
+                existing: vec![resources("1500m", "1Gi")],
+                spec: resources("1", "1Gi"),
+                want: vec!["Insufficient cpu"],
+            },
+            Case {
+                name: "cpu and memory",
+                existing: vec![],
+                spec: resources("3", "5Gi"),
+                want: vec!["Insufficient cpu", "Insufficient memory"],
+            },
+            Case {
+                name: "pod count",
+                existing: vec![json!({}), json!({})],
+                spec: resources("1", "1Gi"),
+                want: vec!["Too many pods"],
+            },
+            Case {
+                name: "pod count with an empty pod",
+                existing: vec![json!({}), json!({})],
+                spec: json!({}),
+                want: vec!["Too many pods"],
+            },
+            Case {
+                name: "extended resource",
+                existing: vec![gpu("1")],
+                spec: gpu("1"),
+                want: vec!["Insufficient example.com/gpu"],
+            },
+            Case {
+                name: "unknown extended resource",
+                existing: vec![],
+                spec: json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"example.com/fpga": "1"}}}]}),
+                want: vec!["Insufficient example.com/fpga"],
+            },
         ];
         for c in cases {
-            let mut ni = NodeInfo::new(node("n", json!({}), json!({}), json!({"cpu": "2", "memory": "4Gi", "pods": "2", "example.com/gpu": "1"})));
+            let mut ni = NodeInfo::new(node(
+                "n",
+                json!({}),
+                json!({}),
+                json!({"cpu": "2", "memory": "4Gi", "pods": "2", "example.com/gpu": "1"}),
+            ));
             for (i, e) in c.existing.into_iter().enumerate() {
                 ni.add_pod(pod(&format!("e{i}"), e));
             }
-            let got: Vec<String> = insufficient(&pod("p", c.spec), &ni).into_iter().map(|r| r.to_string()).collect();
+            let got: Vec<String> = insufficient(&pod("p", c.spec), &ni)
+                .into_iter()
+                .map(|r| r.to_string())
+                .collect();
             assert_eq!(got, c.want, "{}", c.name);
         }
     }
@@ -118,14 +161,45 @@ mod tests {
             want: serde_json::Value,
             clash: bool,
         }
-        let ports = |p: serde_json::Value| json!({"containers": [{"name": "c", "image": "i", "ports": p}]});
+        let ports =
+            |p: serde_json::Value| json!({"containers": [{"name": "c", "image": "i", "ports": p}]});
         let cases = [
-            Case { name: "same port", used: json!([{"containerPort": 80, "hostPort": 8080}]), want: json!([{"containerPort": 80, "hostPort": 8080}]), clash: true },
-            Case { name: "other port", used: json!([{"containerPort": 80, "hostPort": 8080}]), want: json!([{"containerPort": 80, "hostPort": 8081}]), clash: false },
-            Case { name: "other protocol", used: json!([{"containerPort": 80, "hostPort": 8080}]), want: json!([{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]), clash: false },
-            Case { name: "different IPs", used: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]), want: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}]), clash: false },
-            Case { name: "wildcard IP clashes with any", used: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]), want: json!([{"containerPort": 80, "hostPort": 8080}]), clash: true },
-            Case { name: "container port only", used: json!([{"containerPort": 80}]), want: json!([{"containerPort": 80}]), clash: false },
+            Case {
+                name: "same port",
+                used: json!([{"containerPort": 80, "hostPort": 8080}]),
+                want: json!([{"containerPort": 80, "hostPort": 8080}]),
+                clash: true,
+            },
+            Case {
+                name: "other port",
+                used: json!([{"containerPort": 80, "hostPort": 8080}]),
+                want: json!([{"containerPort": 80, "hostPort": 8081}]),
+                clash: false,
+            },
+            Case {
+                name: "other protocol",
+                used: json!([{"containerPort": 80, "hostPort": 8080}]),
+                want: json!([{"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}]),
+                clash: false,
+            },
+            Case {
+                name: "different IPs",
+                used: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]),
+                want: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}]),
+                clash: false,
+            },
+            Case {
+                name: "wildcard IP clashes with any",
+                used: json!([{"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.1"}]),
+                want: json!([{"containerPort": 80, "hostPort": 8080}]),
+                clash: true,
+            },
+            Case {
+                name: "container port only",
+                used: json!([{"containerPort": 80}]),
+                want: json!([{"containerPort": 80}]),
+                clash: false,
+            },
         ];
         for c in cases {
             let mut ni = NodeInfo::new(node("n", json!({}), json!({}), json!({"pods": "10"})));

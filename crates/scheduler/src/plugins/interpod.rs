@@ -33,7 +33,9 @@ fn get(c: &Counts, key: &str, value: &str) -> i64 {
 }
 
 fn term_matches(cache: &Cache, term: &AffinityTerm, pod: &PodInfo) -> bool {
-    term.matches(pod.namespace(), pod.labels(), &|ns| cache.namespace_labels(ns))
+    term.matches(pod.namespace(), pod.labels(), &|ns| {
+        cache.namespace_labels(ns)
+    })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,7 +47,14 @@ pub struct FilterState {
 
 impl FilterState {
     /// Adds (delta 1) or removes (-1) the effect of `other` on `node`.
-    fn account(&mut self, cache: &Cache, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, delta: i64) {
+    fn account(
+        &mut self,
+        cache: &Cache,
+        pod: &PodInfo,
+        other: &PodInfo,
+        node: &NodeInfo,
+        delta: i64,
+    ) {
         if node.labels().is_none() {
             return;
         }
@@ -57,7 +66,10 @@ impl FilterState {
             }
         }
         if !pod.required_affinity.is_empty()
-            && pod.required_affinity.iter().all(|t| term_matches(cache, t, other))
+            && pod
+                .required_affinity
+                .iter()
+                .all(|t| term_matches(cache, t, other))
         {
             for t in &pod.required_affinity {
                 if let Some(v) = node.label(&t.topology_key) {
@@ -74,24 +86,40 @@ impl FilterState {
         }
     }
 
-    pub fn update(&mut self, cache: &Cache, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, delta: i64) {
+    pub fn update(
+        &mut self,
+        cache: &Cache,
+        pod: &PodInfo,
+        other: &PodInfo,
+        node: &NodeInfo,
+        delta: i64,
+    ) {
         self.account(cache, pod, other, node, delta);
     }
 
     pub fn filter(&self, cache: &Cache, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         if !self.satisfies_affinity(cache, pod, node) {
-            return Err(Rejection::unresolvable(Plugin::InterPodAffinity, REASON_AFFINITY));
+            return Err(Rejection::unresolvable(
+                Plugin::InterPodAffinity,
+                REASON_AFFINITY,
+            ));
         }
         for t in &pod.required_anti_affinity {
             if node
                 .label(&t.topology_key)
                 .is_some_and(|v| get(&self.anti, &t.topology_key, v) > 0)
             {
-                return Err(Rejection::unschedulable(Plugin::InterPodAffinity, REASON_ANTI_AFFINITY));
+                return Err(Rejection::unschedulable(
+                    Plugin::InterPodAffinity,
+                    REASON_ANTI_AFFINITY,
+                ));
             }
         }
         for (key, values) in &self.existing_anti {
-            if node.label(key).is_some_and(|v| values.get(v).is_some_and(|c| *c > 0)) {
+            if node
+                .label(key)
+                .is_some_and(|v| values.get(v).is_some_and(|c| *c > 0))
+            {
                 return Err(Rejection::unschedulable(
                     Plugin::InterPodAffinity,
                     REASON_EXISTING_ANTI_AFFINITY,
@@ -116,12 +144,18 @@ impl FilterState {
         // The first pod of a group with affinity to itself may go anywhere.
         pods_exist
             || (self.affinity.is_empty()
-                && pod.required_affinity.iter().all(|t| term_matches(cache, t, pod)))
+                && pod
+                    .required_affinity
+                    .iter()
+                    .all(|t| term_matches(cache, t, pod)))
     }
 }
 
 pub fn prefilter(cache: &Cache, pod: &PodInfo) -> Option<FilterState> {
     let own = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
+    if !own && cache.pods_with_required_anti_affinity() == 0 {
+        return None;
+    }
     let mut state = FilterState::default();
     let mut any_existing = false;
     for node in cache.nodes() {
@@ -146,6 +180,9 @@ pub struct ScoreState {
 
 pub fn prescore(cache: &Cache, pod: &PodInfo) -> Option<ScoreState> {
     let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+    if !own && cache.pods_with_affinity() == 0 {
+        return None;
+    }
     let mut scores = Counts::new();
     let mut any = own;
     for node in cache.nodes() {
@@ -243,15 +280,77 @@ mod tests {
         }
         let web = json!({"app": "web"});
         let cases = [
-            Case { name: "anti-affinity: node with a matching pod", existing: vec![("n1", web.clone(), json!({}))], pod: pod_labeled("p", web.clone(), anti("web", "kubernetes.io/hostname")), node: "n1", want: Err(REASON_ANTI_AFFINITY) },
-            Case { name: "anti-affinity: other node", existing: vec![("n1", web.clone(), json!({}))], pod: pod_labeled("p", web.clone(), anti("web", "kubernetes.io/hostname")), node: "n2", want: Ok(()) },
-            Case { name: "anti-affinity by zone covers the zone's other node", existing: vec![("n1", web.clone(), json!({}))], pod: pod_labeled("p", web.clone(), anti("web", "zone")), node: "n3", want: Err(REASON_ANTI_AFFINITY) },
-            Case { name: "existing pod's anti-affinity keeps the pod off", existing: vec![("n1", json!({"app": "db"}), anti("web", "kubernetes.io/hostname"))], pod: pod_labeled("p", web.clone(), json!({})), node: "n1", want: Err(REASON_EXISTING_ANTI_AFFINITY) },
-            Case { name: "existing pod's anti-affinity elsewhere", existing: vec![("n1", json!({"app": "db"}), anti("web", "kubernetes.io/hostname"))], pod: pod_labeled("p", web.clone(), json!({})), node: "n2", want: Ok(()) },
-            Case { name: "affinity satisfied in the zone", existing: vec![("n1", json!({"app": "db"}), json!({}))], pod: pod_labeled("p", web.clone(), aff("db", "zone")), node: "n3", want: Ok(()) },
-            Case { name: "affinity not satisfied in another zone", existing: vec![("n1", json!({"app": "db"}), json!({}))], pod: pod_labeled("p", web.clone(), aff("db", "zone")), node: "n2", want: Err(REASON_AFFINITY) },
-            Case { name: "no matching pod anywhere", existing: vec![], pod: pod_labeled("p", web.clone(), aff("db", "zone")), node: "n2", want: Err(REASON_AFFINITY) },
-            Case { name: "first pod of a self-affine group", existing: vec![], pod: pod_labeled("p", web.clone(), aff("web", "zone")), node: "n2", want: Ok(()) },
+            Case {
+                name: "anti-affinity: node with a matching pod",
+                existing: vec![("n1", web.clone(), json!({}))],
+                pod: pod_labeled("p", web.clone(), anti("web", "kubernetes.io/hostname")),
+                node: "n1",
+                want: Err(REASON_ANTI_AFFINITY),
+            },
+            Case {
+                name: "anti-affinity: other node",
+                existing: vec![("n1", web.clone(), json!({}))],
+                pod: pod_labeled("p", web.clone(), anti("web", "kubernetes.io/hostname")),
+                node: "n2",
+                want: Ok(()),
+            },
+            Case {
+                name: "anti-affinity by zone covers the zone's other node",
+                existing: vec![("n1", web.clone(), json!({}))],
+                pod: pod_labeled("p", web.clone(), anti("web", "zone")),
+                node: "n3",
+                want: Err(REASON_ANTI_AFFINITY),
+            },
+            Case {
+                name: "existing pod's anti-affinity keeps the pod off",
+                existing: vec![(
+                    "n1",
+                    json!({"app": "db"}),
+                    anti("web", "kubernetes.io/hostname"),
+                )],
+                pod: pod_labeled("p", web.clone(), json!({})),
+                node: "n1",
+                want: Err(REASON_EXISTING_ANTI_AFFINITY),
+            },
+            Case {
+                name: "existing pod's anti-affinity elsewhere",
+                existing: vec![(
+                    "n1",
+                    json!({"app": "db"}),
+                    anti("web", "kubernetes.io/hostname"),
+                )],
+                pod: pod_labeled("p", web.clone(), json!({})),
+                node: "n2",
+                want: Ok(()),
+            },
+            Case {
+                name: "affinity satisfied in the zone",
+                existing: vec![("n1", json!({"app": "db"}), json!({}))],
+                pod: pod_labeled("p", web.clone(), aff("db", "zone")),
+                node: "n3",
+                want: Ok(()),
+            },
+            Case {
+                name: "affinity not satisfied in another zone",
+                existing: vec![("n1", json!({"app": "db"}), json!({}))],
+                pod: pod_labeled("p", web.clone(), aff("db", "zone")),
+                node: "n2",
+                want: Err(REASON_AFFINITY),
+            },
+            Case {
+                name: "no matching pod anywhere",
+                existing: vec![],
+                pod: pod_labeled("p", web.clone(), aff("db", "zone")),
+                node: "n2",
+                want: Err(REASON_AFFINITY),
+            },
+            Case {
+                name: "first pod of a self-affine group",
+                existing: vec![],
+                pod: pod_labeled("p", web.clone(), aff("web", "zone")),
+                node: "n2",
+                want: Ok(()),
+            },
         ];
         for c in cases {
             let mut cache = Cache::default();
@@ -263,7 +362,9 @@ mod tests {
             }
             let got = match prefilter(&cache, &c.pod) {
                 None => Ok(()),
-                Some(s) => s.filter(&cache, &c.pod, cache.node(c.node).unwrap()).map_err(|r| r.reasons[0].to_string()),
+                Some(s) => s
+                    .filter(&cache, &c.pod, cache.node(c.node).unwrap())
+                    .map_err(|r| r.reasons[0].to_string()),
             };
             assert_eq!(got, c.want.map_err(str::to_string), "{}", c.name);
         }
@@ -275,7 +376,11 @@ mod tests {
         cache.upsert_node(small_node("n1", json!({"zone": "a"})));
         cache.upsert_node(small_node("n2", json!({"zone": "b"})));
         cache.upsert_bound_pod(pod_labeled("db", json!({"app": "db"}), json!({})), "n1");
-        let p = pod_labeled("p", json!({}), json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": term("db", "zone")}]}}}));
+        let p = pod_labeled(
+            "p",
+            json!({}),
+            json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": term("db", "zone")}]}}}),
+        );
         let s = prescore(&cache, &p).unwrap();
         let raw: Vec<i64> = cache.nodes().map(|n| s.score(n)).collect();
         assert_eq!(raw, vec![10, 0]);

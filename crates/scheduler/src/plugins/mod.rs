@@ -90,11 +90,7 @@ pub struct CycleState {
 
 impl CycleState {
     /// Upstream's PreFilter: per-pod state, or a rejection that holds for every node.
-    pub fn prefilter(
-        cache: &Cache,
-        vols: &Volumes,
-        pod: Arc<PodInfo>,
-    ) -> Result<Self, Rejection> {
+    pub fn prefilter(cache: &Cache, vols: &Volumes, pod: Arc<PodInfo>) -> Result<Self, Rejection> {
         let node_affinity = RequiredNodeAffinity::of(&pod.pod);
         let volumes = volumes::prefilter(vols, &pod)?;
         let spread = spread::prefilter(cache, &pod, &node_affinity);
@@ -179,7 +175,12 @@ pub(crate) mod testutil {
     }
 
     pub fn small_node(name: &str, labels: Value) -> Arc<Node> {
-        node(name, labels, json!({}), json!({"cpu": "4", "memory": "8Gi", "pods": "110"}))
+        node(
+            name,
+            labels,
+            json!({}),
+            json!({"cpu": "4", "memory": "8Gi", "pods": "110"}),
+        )
     }
 
     pub fn resources(cpu: &str, mem: &str) -> Value {

@@ -23,7 +23,10 @@ pub fn filter(required: &RequiredNodeAffinity, node: &Node) -> Result<(), Reject
     if required.matches(node) {
         Ok(())
     } else {
-        Err(Rejection::unresolvable(Plugin::NodeAffinity, REASON_AFFINITY))
+        Err(Rejection::unresolvable(
+            Plugin::NodeAffinity,
+            REASON_AFFINITY,
+        ))
     }
 }
 
@@ -34,7 +37,10 @@ pub fn preferred(pod: &PodInfo) -> Vec<(i32, NodeTerm)> {
         .as_ref()
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|na| {
+            na.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .into_iter()
         .flatten()
         .filter(|t| t.weight != 0)
@@ -67,16 +73,46 @@ mod tests {
         let n = small_node("n1", json!({"disk": "ssd", "zone": "a"}));
         let req = |terms: serde_json::Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}});
         let cases = [
-            Case { name: "no constraints", spec: json!({}), want: true },
-            Case { name: "nodeSelector matches", spec: json!({"nodeSelector": {"disk": "ssd"}}), want: true },
-            Case { name: "nodeSelector misses", spec: json!({"nodeSelector": {"disk": "hdd"}}), want: false },
-            Case { name: "any term may match", spec: req(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}, {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}])), want: true },
-            Case { name: "matchFields on the name", spec: req(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}])), want: false },
-            Case { name: "nodeSelector and affinity both apply", spec: {
-                let mut s = req(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]));
-                s["nodeSelector"] = json!({"disk": "hdd"});
-                s
-            }, want: false },
+            Case {
+                name: "no constraints",
+                spec: json!({}),
+                want: true,
+            },
+            Case {
+                name: "nodeSelector matches",
+                spec: json!({"nodeSelector": {"disk": "ssd"}}),
+                want: true,
+            },
+            Case {
+                name: "nodeSelector misses",
+                spec: json!({"nodeSelector": {"disk": "hdd"}}),
+                want: false,
+            },
+            Case {
+                name: "any term may match",
+                spec: req(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}, {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]),
+                ),
+                want: true,
+            },
+            Case {
+                name: "matchFields on the name",
+                spec: req(
+                    json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]),
+                ),
+                want: false,
+            },
+            Case {
+                name: "nodeSelector and affinity both apply",
+                spec: {
+                    let mut s = req(
+                        json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]),
+                    );
+                    s["nodeSelector"] = json!({"disk": "hdd"});
+                    s
+                },
+                want: false,
+            },
         ];
         for c in cases {
             let p = pod("p", c.spec);
@@ -92,11 +128,14 @@ mod tests {
     #[test]
     fn preferred_weights_add_up() {
         let n = small_node("n1", json!({"disk": "ssd", "zone": "a"}));
-        let p = pod("p", json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 5, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
-            {"weight": 3, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}},
-            {"weight": 7, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}
-        ]}}}));
+        let p = pod(
+            "p",
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
+                {"weight": 3, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}},
+                {"weight": 7, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}}
+            ]}}}),
+        );
         assert_eq!(score(&preferred(&p), &n), 8);
     }
 }

@@ -20,8 +20,14 @@ const IMAGE_MAX_PER_CONTAINER: i64 = 1000 * MB;
 /// upstream's defaults for containers that request nothing.
 pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let pairs = [
-        (node.non_zero_cpu + pod.requests.non_zero_cpu, node.allocatable.milli_cpu),
-        (node.non_zero_memory + pod.requests.non_zero_memory, node.allocatable.memory),
+        (
+            node.non_zero_cpu + pod.requests.non_zero_cpu,
+            node.allocatable.milli_cpu,
+        ),
+        (
+            node.non_zero_memory + pod.requests.non_zero_memory,
+            node.allocatable.memory,
+        ),
     ];
     let (mut sum, mut weights) = (0i64, 0i64);
     for (requested, capacity) in pairs {
@@ -52,8 +58,14 @@ pub fn balanced_skips(pod: &PodInfo) -> bool {
 /// memory fractions the node would have in use).
 pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
     let pairs = [
-        (node.requested.milli_cpu + pod.requests.requests.milli_cpu, node.allocatable.milli_cpu),
-        (node.requested.memory + pod.requests.requests.memory, node.allocatable.memory),
+        (
+            node.requested.milli_cpu + pod.requests.requests.milli_cpu,
+            node.allocatable.milli_cpu,
+        ),
+        (
+            node.requested.memory + pod.requests.requests.memory,
+            node.allocatable.memory,
+        ),
     ];
     let fractions: Vec<f64> = pairs
         .iter()
@@ -64,32 +76,51 @@ pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
         2 => ((fractions[0] - fractions[1]) / 2.0).abs(),
         n if n > 2 => {
             let mean = fractions.iter().sum::<f64>() / n as f64;
-            (fractions.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n as f64).sqrt()
+            (fractions
+                .iter()
+                .map(|f| (f - mean) * (f - mean))
+                .sum::<f64>()
+                / n as f64)
+                .sqrt()
         }
         _ => 0.0,
     };
     ((1.0 - std) * 100.0) as i64
 }
 
+/// The pod's container images (normalized) and its container count, for ImageLocality.
+pub fn pod_images(pod: &PodInfo) -> (Vec<String>, i64) {
+    let Some(spec) = pod.pod.spec.as_ref() else {
+        return (Vec::new(), 0);
+    };
+    let containers: Vec<_> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .collect();
+    let images = containers
+        .iter()
+        .filter_map(|c| c.image.as_deref())
+        .map(normalized_image)
+        .collect();
+    (images, containers.len() as i64)
+}
+
 /// ImageLocality: sizes of the pod's images already on the node, scaled by how many
 /// nodes hold them, mapped from 23 MB..1000 MB per container onto 0..100.
-pub fn image_locality(cache: &Cache, pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let Some(spec) = pod.pod.spec.as_ref() else {
-        return 0;
-    };
+pub fn image_locality(cache: &Cache, images: &(Vec<String>, i64), node: &NodeInfo) -> i64 {
+    let (images, n) = images;
     let total = cache.node_count().max(1) as f64;
-    let containers = spec.init_containers.iter().flatten().chain(spec.containers.iter());
-    let mut n = 0i64;
     let mut sum = 0i64;
-    for c in containers {
-        n += 1;
-        let Some(image) = c.image.as_deref() else { continue };
-        let name = normalized_image(image);
-        if let Some(size) = node.images.get(&name) {
-            sum += (*size as f64 * cache.image_node_count(&name) as f64 / total) as i64;
+    if !node.images.is_empty() {
+        for name in images {
+            if let Some(size) = node.images.get(name) {
+                sum += (*size as f64 * cache.image_node_count(name) as f64 / total) as i64;
+            }
         }
     }
-    let max = IMAGE_MAX_PER_CONTAINER * n.max(1);
+    let max = IMAGE_MAX_PER_CONTAINER * (*n).max(1);
     let sum = sum.clamp(IMAGE_MIN, max);
     100 * (sum - IMAGE_MIN) / (max - IMAGE_MIN)
 }
@@ -118,12 +149,13 @@ pub fn score(cache: &Cache, state: &CycleState, feasible: &[&NodeInfo]) -> Vec<i
     let mut total = vec![0i64; feasible.len()];
     let skip_balanced = balanced_skips(pod);
     let mut taint_raw = Vec::with_capacity(feasible.len());
+    let images = pod_images(pod);
     for (i, node) in feasible.iter().enumerate() {
         total[i] += WEIGHT_RESOURCES_FIT * least_allocated(pod, node);
         if !skip_balanced {
             total[i] += WEIGHT_BALANCED_ALLOCATION * balanced_allocation(pod, node);
         }
-        total[i] += WEIGHT_IMAGE_LOCALITY * image_locality(cache, pod, node);
+        total[i] += WEIGHT_IMAGE_LOCALITY * image_locality(cache, &images, node);
         taint_raw.push(node.node.as_deref().map_or(0, |n| taints::score(pod, n)));
     }
     for (i, s) in default_normalize(&taint_raw, true).into_iter().enumerate() {
@@ -133,7 +165,11 @@ pub fn score(cache: &Cache, state: &CycleState, feasible: &[&NodeInfo]) -> Vec<i
     if !preferred.is_empty() {
         let raw: Vec<i64> = feasible
             .iter()
-            .map(|n| n.node.as_deref().map_or(0, |n| nodeaffinity::score(&preferred, n)))
+            .map(|n| {
+                n.node
+                    .as_deref()
+                    .map_or(0, |n| nodeaffinity::score(&preferred, n))
+            })
             .collect();
         for (i, s) in default_normalize(&raw, false).into_iter().enumerate() {
             total[i] += WEIGHT_NODE_AFFINITY * s;
@@ -161,7 +197,12 @@ mod tests {
     use serde_json::json;
 
     fn node_info(cpu: &str, mem: &str, used: Option<(&str, &str)>) -> NodeInfo {
-        let mut n = NodeInfo::new(node("n", json!({}), json!({}), json!({"cpu": cpu, "memory": mem, "pods": "110"})));
+        let mut n = NodeInfo::new(node(
+            "n",
+            json!({}),
+            json!({}),
+            json!({"cpu": cpu, "memory": mem, "pods": "110"}),
+        ));
         if let Some((c, m)) = used {
             n.add_pod(pod("e", resources(c, m)));
         }
@@ -178,15 +219,49 @@ mod tests {
             balanced: i64,
         }
         let cases = [
-            Case { name: "empty node, half of both", node: node_info("4", "4Gi", None), pod: ("2", "2Gi"), least: 50, balanced: 100 },
-            Case { name: "cpu heavy", node: node_info("4", "4Gi", None), pod: ("3", "1Gi"), least: 50, balanced: 75 },
-            Case { name: "already used", node: node_info("4", "4Gi", Some(("2", "2Gi"))), pod: ("1", "1Gi"), least: 25, balanced: 100 },
-            Case { name: "overcommitted", node: node_info("1", "1Gi", None), pod: ("2", "512Mi"), least: 25, balanced: 75 },
+            Case {
+                name: "empty node, half of both",
+                node: node_info("4", "4Gi", None),
+                pod: ("2", "2Gi"),
+                least: 50,
+                balanced: 100,
+            },
+            Case {
+                name: "cpu heavy",
+                node: node_info("4", "4Gi", None),
+                pod: ("3", "1Gi"),
+                least: 50,
+                balanced: 75,
+            },
+            Case {
+                name: "already used",
+                node: node_info("4", "4Gi", Some(("2", "2Gi"))),
+                pod: ("1", "1Gi"),
+                least: 25,
+                balanced: 100,
+            },
+            Case {
+                name: "overcommitted",
+                node: node_info("1", "1Gi", None),
+                pod: ("2", "512Mi"),
+                least: 25,
+                balanced: 75,
+            },
         ];
         for c in cases {
             let p = pod("p", resources(c.pod.0, c.pod.1));
-            assert_eq!(least_allocated(&p, &c.node), c.least, "{}: least allocated", c.name);
-            assert_eq!(balanced_allocation(&p, &c.node), c.balanced, "{}: balanced", c.name);
+            assert_eq!(
+                least_allocated(&p, &c.node),
+                c.least,
+                "{}: least allocated",
+                c.name
+            );
+            assert_eq!(
+                balanced_allocation(&p, &c.node),
+                c.balanced,
+                "{}: balanced",
+                c.name
+            );
         }
     }
 
@@ -204,9 +279,13 @@ mod tests {
         let img = json!([{"names": ["big:1"], "sizeBytes": 500 * MB}]);
         cache.upsert_node(std::sync::Arc::new(serde_json::from_value(json!({"metadata": {"name": "a"}, "status": {"allocatable": {"pods": "1"}, "images": img}})).unwrap()));
         cache.upsert_node(node("b", json!({}), json!({}), json!({"pods": "1"})));
-        let p = pod("p", json!({"containers": [{"name": "c", "image": "big:1"}]}));
-        let a = image_locality(&cache, &p, cache.node("a").unwrap());
-        let b = image_locality(&cache, &p, cache.node("b").unwrap());
+        let p = pod(
+            "p",
+            json!({"containers": [{"name": "c", "image": "big:1"}]}),
+        );
+        let images = pod_images(&p);
+        let a = image_locality(&cache, &images, cache.node("a").unwrap());
+        let b = image_locality(&cache, &images, cache.node("b").unwrap());
         // 500 MB held by half the nodes scales to 250 MB: (250-23)/(1000-23) of 100.
         assert_eq!((a, b), (23, 0));
     }

@@ -51,7 +51,8 @@ impl Constraint {
         let Some(n) = node.node.as_deref() else {
             return false;
         };
-        (!self.honor_affinity || aff.matches(n)) && (!self.honor_taints || !taints::untolerated(pod, n))
+        (!self.honor_affinity || aff.matches(n))
+            && (!self.honor_taints || !taints::untolerated(pod, n))
     }
 
     fn counts(&self, pod: &PodInfo, other: &PodInfo) -> bool {
@@ -89,11 +90,7 @@ pub struct FilterState {
     min: Vec<i64>,
 }
 
-pub fn prefilter(
-    cache: &Cache,
-    pod: &PodInfo,
-    aff: &RequiredNodeAffinity,
-) -> Option<FilterState> {
+pub fn prefilter(cache: &Cache, pod: &PodInfo, aff: &RequiredNodeAffinity) -> Option<FilterState> {
     let cs = constraints(pod, "DoNotSchedule");
     if cs.is_empty() {
         return None;
@@ -151,7 +148,10 @@ impl FilterState {
     pub fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
         for (i, c) in self.constraints.iter().enumerate() {
             let Some(value) = node.label(&c.key) else {
-                return Err(Rejection::unresolvable(Plugin::PodTopologySpread, REASON_MISSING_LABEL));
+                return Err(Rejection::unresolvable(
+                    Plugin::PodTopologySpread,
+                    REASON_MISSING_LABEL,
+                ));
             };
             let self_match = i64::from(c.selector.matches(pod.labels()));
             let min = if (self.counts[i].len() as i64) < c.min_domains {
@@ -161,7 +161,10 @@ impl FilterState {
             };
             let matching = self.counts[i].get(value).copied().unwrap_or(0);
             if matching + self_match - min > c.max_skew {
-                return Err(Rejection::unschedulable(Plugin::PodTopologySpread, REASON_NOT_MATCH));
+                return Err(Rejection::unschedulable(
+                    Plugin::PodTopologySpread,
+                    REASON_NOT_MATCH,
+                ));
             }
         }
         Ok(())
@@ -276,7 +279,10 @@ mod tests {
         for (node, zone, n) in pods_per_zone {
             c.upsert_node(small_node(node, json!({"zone": zone})));
             for i in 0..*n {
-                c.upsert_bound_pod(pod_labeled(&format!("{node}-{i}"), json!({"app": "web"}), json!({})), node);
+                c.upsert_bound_pod(
+                    pod_labeled(&format!("{node}-{i}"), json!({"app": "web"}), json!({})),
+                    node,
+                );
             }
         }
         c
@@ -287,7 +293,11 @@ mod tests {
         if let Some(m) = min_domains {
             c["minDomains"] = json!(m);
         }
-        pod_labeled("new", json!({"app": "web"}), json!({"topologySpreadConstraints": [c]}))
+        pod_labeled(
+            "new",
+            json!({"app": "web"}),
+            json!({"topologySpreadConstraints": [c]}),
+        )
     }
 
     #[test]
@@ -300,19 +310,57 @@ mod tests {
             want: Result<(), &'static str>,
         }
         let cases = [
-            Case { name: "emptiest zone passes", cluster: vec![("n1", "a", 2), ("n2", "b", 1)], pod: spread_pod("zone", 1, "DoNotSchedule", None), node: "n2", want: Ok(()) },
-            Case { name: "fullest zone exceeds the skew", cluster: vec![("n1", "a", 2), ("n2", "b", 1)], pod: spread_pod("zone", 1, "DoNotSchedule", None), node: "n1", want: Err(REASON_NOT_MATCH) },
-            Case { name: "skew 2 allows it", cluster: vec![("n1", "a", 2), ("n2", "b", 1)], pod: spread_pod("zone", 2, "DoNotSchedule", None), node: "n1", want: Ok(()) },
-            Case { name: "node without the key", cluster: vec![("n1", "a", 0)], pod: spread_pod("rack", 1, "DoNotSchedule", None), node: "n1", want: Err(REASON_MISSING_LABEL) },
-            Case { name: "minDomains above the domain count makes the minimum 0", cluster: vec![("n1", "a", 1), ("n2", "b", 1)], pod: spread_pod("zone", 1, "DoNotSchedule", Some(3)), node: "n1", want: Err(REASON_NOT_MATCH) },
-            Case { name: "ScheduleAnyway does not filter", cluster: vec![("n1", "a", 5), ("n2", "b", 0)], pod: spread_pod("zone", 1, "ScheduleAnyway", None), node: "n1", want: Ok(()) },
+            Case {
+                name: "emptiest zone passes",
+                cluster: vec![("n1", "a", 2), ("n2", "b", 1)],
+                pod: spread_pod("zone", 1, "DoNotSchedule", None),
+                node: "n2",
+                want: Ok(()),
+            },
+            Case {
+                name: "fullest zone exceeds the skew",
+                cluster: vec![("n1", "a", 2), ("n2", "b", 1)],
+                pod: spread_pod("zone", 1, "DoNotSchedule", None),
+                node: "n1",
+                want: Err(REASON_NOT_MATCH),
+            },
+            Case {
+                name: "skew 2 allows it",
+                cluster: vec![("n1", "a", 2), ("n2", "b", 1)],
+                pod: spread_pod("zone", 2, "DoNotSchedule", None),
+                node: "n1",
+                want: Ok(()),
+            },
+            Case {
+                name: "node without the key",
+                cluster: vec![("n1", "a", 0)],
+                pod: spread_pod("rack", 1, "DoNotSchedule", None),
+                node: "n1",
+                want: Err(REASON_MISSING_LABEL),
+            },
+            Case {
+                name: "minDomains above the domain count makes the minimum 0",
+                cluster: vec![("n1", "a", 1), ("n2", "b", 1)],
+                pod: spread_pod("zone", 1, "DoNotSchedule", Some(3)),
+                node: "n1",
+                want: Err(REASON_NOT_MATCH),
+            },
+            Case {
+                name: "ScheduleAnyway does not filter",
+                cluster: vec![("n1", "a", 5), ("n2", "b", 0)],
+                pod: spread_pod("zone", 1, "ScheduleAnyway", None),
+                node: "n1",
+                want: Ok(()),
+            },
         ];
         for c in cases {
             let cache = cluster(&c.cluster);
             let aff = RequiredNodeAffinity::of(&c.pod.pod);
             let got = match prefilter(&cache, &c.pod, &aff) {
                 None => Ok(()),
-                Some(s) => s.filter(&c.pod, cache.node(c.node).unwrap()).map_err(|r| r.reasons[0].to_string()),
+                Some(s) => s
+                    .filter(&c.pod, cache.node(c.node).unwrap())
+                    .map_err(|r| r.reasons[0].to_string()),
             };
             assert_eq!(got, c.want.map_err(str::to_string), "{}", c.name);
         }

@@ -36,7 +36,12 @@ pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
 }
 
 pub fn filter_unschedulable(pod: &PodInfo, node: &Node) -> Result<(), Rejection> {
-    if !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+    if !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     let taint = Taint {
@@ -47,11 +52,17 @@ pub fn filter_unschedulable(pod: &PodInfo, node: &Node) -> Result<(), Rejection>
     if tolerations(pod).iter().any(|t| tolerates(t, &taint)) {
         return Ok(());
     }
-    Err(Rejection::unresolvable(Plugin::NodeUnschedulable, REASON_UNSCHEDULABLE))
+    Err(Rejection::unresolvable(
+        Plugin::NodeUnschedulable,
+        REASON_UNSCHEDULABLE,
+    ))
 }
 
 fn taints(node: &Node) -> &[Taint] {
-    node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_deref())
+        .unwrap_or(&[])
 }
 
 pub fn filter(pod: &PodInfo, node: &Node) -> Result<(), Rejection> {
@@ -82,14 +93,16 @@ pub fn untolerated(pod: &PodInfo, node: &Node) -> bool {
 
 /// Raw score: the PreferNoSchedule taints the pod does not tolerate (fewer is better).
 pub fn score(pod: &PodInfo, node: &Node) -> i64 {
-    let tols: Vec<&Toleration> = tolerations(pod)
-        .iter()
-        .filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule")))
-        .collect();
+    let tols = tolerations(pod).iter().filter(|t| {
+        matches!(
+            t.effect.as_deref(),
+            None | Some("") | Some("PreferNoSchedule")
+        )
+    });
     taints(node)
         .iter()
         .filter(|taint| taint.effect == "PreferNoSchedule")
-        .filter(|taint| !tols.iter().any(|t| tolerates(t, taint)))
+        .filter(|taint| !tols.clone().any(|t| tolerates(t, taint)))
         .count() as i64
 }
 
@@ -110,19 +123,88 @@ mod tests {
         }
         let cp = json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
         let cases = [
-            Case { name: "no taints", taints: json!([]), tolerations: json!([]), unschedulable: false, want: None },
-            Case { name: "untolerated NoSchedule", taints: cp.clone(), tolerations: json!([]), unschedulable: false, want: Some("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }") },
-            Case { name: "tolerated by Exists on the key", taints: cp.clone(), tolerations: json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]), unschedulable: false, want: None },
-            Case { name: "tolerated by a wildcard", taints: cp.clone(), tolerations: json!([{"operator": "Exists"}]), unschedulable: false, want: None },
-            Case { name: "wrong effect does not tolerate", taints: cp, tolerations: json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoExecute"}]), unschedulable: false, want: Some("node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }") },
-            Case { name: "Equal needs the value", taints: json!([{"key": "k", "value": "v", "effect": "NoExecute"}]), tolerations: json!([{"key": "k", "value": "w"}]), unschedulable: false, want: Some("node(s) had untolerated taint {k: v}") },
-            Case { name: "Equal with the value", taints: json!([{"key": "k", "value": "v", "effect": "NoExecute"}]), tolerations: json!([{"key": "k", "value": "v"}]), unschedulable: false, want: None },
-            Case { name: "PreferNoSchedule does not filter", taints: json!([{"key": "k", "effect": "PreferNoSchedule"}]), tolerations: json!([]), unschedulable: false, want: None },
-            Case { name: "cordoned", taints: json!([]), tolerations: json!([]), unschedulable: true, want: Some(REASON_UNSCHEDULABLE) },
-            Case { name: "cordoned but tolerated", taints: json!([]), tolerations: json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]), unschedulable: true, want: None },
+            Case {
+                name: "no taints",
+                taints: json!([]),
+                tolerations: json!([]),
+                unschedulable: false,
+                want: None,
+            },
+            Case {
+                name: "untolerated NoSchedule",
+                taints: cp.clone(),
+                tolerations: json!([]),
+                unschedulable: false,
+                want: Some(
+                    "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }",
+                ),
+            },
+            Case {
+                name: "tolerated by Exists on the key",
+                taints: cp.clone(),
+                tolerations: json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]),
+                unschedulable: false,
+                want: None,
+            },
+            Case {
+                name: "tolerated by a wildcard",
+                taints: cp.clone(),
+                tolerations: json!([{"operator": "Exists"}]),
+                unschedulable: false,
+                want: None,
+            },
+            Case {
+                name: "wrong effect does not tolerate",
+                taints: cp,
+                tolerations: json!([{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoExecute"}]),
+                unschedulable: false,
+                want: Some(
+                    "node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }",
+                ),
+            },
+            Case {
+                name: "Equal needs the value",
+                taints: json!([{"key": "k", "value": "v", "effect": "NoExecute"}]),
+                tolerations: json!([{"key": "k", "value": "w"}]),
+                unschedulable: false,
+                want: Some("node(s) had untolerated taint {k: v}"),
+            },
+            Case {
+                name: "Equal with the value",
+                taints: json!([{"key": "k", "value": "v", "effect": "NoExecute"}]),
+                tolerations: json!([{"key": "k", "value": "v"}]),
+                unschedulable: false,
+                want: None,
+            },
+            Case {
+                name: "PreferNoSchedule does not filter",
+                taints: json!([{"key": "k", "effect": "PreferNoSchedule"}]),
+                tolerations: json!([]),
+                unschedulable: false,
+                want: None,
+            },
+            Case {
+                name: "cordoned",
+                taints: json!([]),
+                tolerations: json!([]),
+                unschedulable: true,
+                want: Some(REASON_UNSCHEDULABLE),
+            },
+            Case {
+                name: "cordoned but tolerated",
+                taints: json!([]),
+                tolerations: json!([{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]),
+                unschedulable: true,
+                want: None,
+            },
         ];
         for c in cases {
-            let n = node("n", json!({}), json!({"taints": c.taints, "unschedulable": c.unschedulable}), json!({}));
+            let n = node(
+                "n",
+                json!({}),
+                json!({"taints": c.taints, "unschedulable": c.unschedulable}),
+                json!({}),
+            );
             let p = pod("p", json!({"tolerations": c.tolerations}));
             let got = filter_unschedulable(&p, &n)
                 .and_then(|_| filter(&p, &n))
@@ -134,9 +216,32 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_counts() {
-        let n = node("n", json!({}), json!({"taints": [{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}]}), json!({}));
+        let n = node(
+            "n",
+            json!({}),
+            json!({"taints": [{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}]}),
+            json!({}),
+        );
         assert_eq!(score(&pod("p", json!({})), &n), 2);
-        assert_eq!(score(&pod("p", json!({"tolerations": [{"key": "a", "operator": "Exists"}]})), &n), 1);
-        assert_eq!(score(&pod("p", json!({"tolerations": [{"key": "a", "operator": "Exists", "effect": "NoSchedule"}]})), &n), 2);
+        assert_eq!(
+            score(
+                &pod(
+                    "p",
+                    json!({"tolerations": [{"key": "a", "operator": "Exists"}]})
+                ),
+                &n
+            ),
+            1
+        );
+        assert_eq!(
+            score(
+                &pod(
+                    "p",
+                    json!({"tolerations": [{"key": "a", "operator": "Exists", "effect": "NoSchedule"}]})
+                ),
+                &n
+            ),
+            2
+        );
     }
 }

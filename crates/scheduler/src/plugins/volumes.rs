@@ -68,7 +68,10 @@ pub fn prefilter(vols: &Volumes, pod: &PodInfo) -> Result<State, Rejection> {
             .and_then(|s| s.volume_name.as_deref())
             .filter(|v| !v.is_empty());
         let Some(volume_name) = volume_name else {
-            return Err(Rejection::unresolvable(Plugin::VolumeBinding, REASON_UNBOUND));
+            return Err(Rejection::unresolvable(
+                Plugin::VolumeBinding,
+                REASON_UNBOUND,
+            ));
         };
         let constraint = vols.volumes.get(volume_name).map(|pv| {
             pv.spec
@@ -94,7 +97,10 @@ pub fn filter(state: &State, node: &Node) -> Result<(), Rejection> {
     if ok {
         Ok(())
     } else {
-        Err(Rejection::unresolvable(Plugin::VolumeBinding, REASON_CONFLICT))
+        Err(Rejection::unresolvable(
+            Plugin::VolumeBinding,
+            REASON_CONFLICT,
+        ))
     }
 }
 
@@ -107,18 +113,34 @@ mod tests {
 
     fn volumes() -> Volumes {
         let mut v = Volumes::default();
-        for (name, pv) in [("bound", Some("pv-a")), ("unbound", None), ("orphan", Some("pv-missing")), ("free", Some("pv-any"))] {
+        for (name, pv) in [
+            ("bound", Some("pv-a")),
+            ("unbound", None),
+            ("orphan", Some("pv-missing")),
+            ("free", Some("pv-any")),
+        ] {
             let mut spec = json!({});
             if let Some(pv) = pv {
                 spec["volumeName"] = json!(pv);
             }
             v.claims.insert(
                 ("default".into(), name.into()),
-                Arc::new(serde_json::from_value(json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec})).unwrap()),
+                Arc::new(
+                    serde_json::from_value(
+                        json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec}),
+                    )
+                    .unwrap(),
+                ),
             );
         }
         v.volumes.insert("pv-a".into(), Arc::new(serde_json::from_value(json!({"metadata": {"name": "pv-a"}, "spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}})).unwrap()));
-        v.volumes.insert("pv-any".into(), Arc::new(serde_json::from_value(json!({"metadata": {"name": "pv-any"}, "spec": {}})).unwrap()));
+        v.volumes.insert(
+            "pv-any".into(),
+            Arc::new(
+                serde_json::from_value(json!({"metadata": {"name": "pv-any"}, "spec": {}}))
+                    .unwrap(),
+            ),
+        );
         v
     }
 
@@ -131,18 +153,53 @@ mod tests {
             want: Result<(), &'static str>,
         }
         let cases = [
-            Case { name: "bound PV in the node's zone", claim: "bound", zone: "a", want: Ok(()) },
-            Case { name: "bound PV elsewhere", claim: "bound", zone: "b", want: Err(REASON_CONFLICT) },
-            Case { name: "PV without node affinity", claim: "free", zone: "b", want: Ok(()) },
-            Case { name: "PV missing", claim: "orphan", zone: "a", want: Err(REASON_CONFLICT) },
-            Case { name: "unbound claim", claim: "unbound", zone: "a", want: Err(REASON_UNBOUND) },
-            Case { name: "missing claim", claim: "nope", zone: "a", want: Err("persistentvolumeclaim \"nope\" not found") },
+            Case {
+                name: "bound PV in the node's zone",
+                claim: "bound",
+                zone: "a",
+                want: Ok(()),
+            },
+            Case {
+                name: "bound PV elsewhere",
+                claim: "bound",
+                zone: "b",
+                want: Err(REASON_CONFLICT),
+            },
+            Case {
+                name: "PV without node affinity",
+                claim: "free",
+                zone: "b",
+                want: Ok(()),
+            },
+            Case {
+                name: "PV missing",
+                claim: "orphan",
+                zone: "a",
+                want: Err(REASON_CONFLICT),
+            },
+            Case {
+                name: "unbound claim",
+                claim: "unbound",
+                zone: "a",
+                want: Err(REASON_UNBOUND),
+            },
+            Case {
+                name: "missing claim",
+                claim: "nope",
+                zone: "a",
+                want: Err("persistentvolumeclaim \"nope\" not found"),
+            },
         ];
         let v = volumes();
         for c in cases {
-            let p = pod("p", json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": c.claim}}]}));
+            let p = pod(
+                "p",
+                json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": c.claim}}]}),
+            );
             let n = small_node("n", json!({"zone": c.zone}));
-            let got = prefilter(&v, &p).and_then(|s| filter(&s, &n)).map_err(|r| r.reasons[0].to_string());
+            let got = prefilter(&v, &p)
+                .and_then(|s| filter(&s, &n))
+                .map_err(|r| r.reasons[0].to_string());
             assert_eq!(got, c.want.map_err(str::to_string), "{}", c.name);
         }
     }

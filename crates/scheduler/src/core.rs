@@ -3,12 +3,13 @@
 //! scheduling attempt (bind this pod to that node, or: unschedulable, with the message,
 //! the nomination and the victims to evict).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use skiff_runtime::ObjectKey;
@@ -66,6 +67,11 @@ pub struct Core {
     /// Pods nominated to a node by preemption (ours or a predecessor's), by node.
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     nominated_node: HashMap<ObjectKey, String>,
+    /// Service selectors by namespace, and the selectors of ReplicaSets,
+    /// ReplicationControllers and StatefulSets by (kind, namespace, name), for the
+    /// default spreading selector.
+    services: HashMap<String, HashMap<String, BTreeMap<String, String>>>,
+    controllers: HashMap<(&'static str, String, String), LabelSelector>,
     next_start: usize,
     rng: StdRng,
 }
@@ -82,6 +88,15 @@ fn is_terminal(pod: &Pod) -> bool {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
     )
+}
+
+/// Whether a pending pod's update may change where it fits (upstream ignores updates
+/// of status and bookkeeping metadata only).
+fn scheduling_relevant_change(old: &Pod, new: &Pod) -> bool {
+    old.spec != new.spec
+        || old.metadata.labels != new.metadata.labels
+        || old.metadata.annotations != new.metadata.annotations
+        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
 }
 
 fn bits(plugins: &[Plugin]) -> u16 {
@@ -103,6 +118,8 @@ impl Core {
             budgets: HashMap::new(),
             nominated: HashMap::new(),
             nominated_node: HashMap::new(),
+            services: HashMap::new(),
+            controllers: HashMap::new(),
             next_start: 0,
         }
     }
@@ -200,7 +217,12 @@ impl Core {
             }
             _ => {}
         }
-        self.queue.upsert(key, new.clone(), now);
+        let relevant = old.is_none_or(|o| scheduling_relevant_change(o, new));
+        if relevant || !self.queue.contains(&key) {
+            self.queue.upsert(key, new.clone(), now);
+        } else {
+            self.queue.refresh(&key, new.clone());
+        }
     }
 
     fn assigned_pod_gone(&mut self, now: Instant) {
@@ -333,6 +355,118 @@ impl Core {
         }
     }
 
+    /// A Service's selector (`None`: the Service is gone or selects nothing).
+    pub fn service_changed(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        selector: Option<BTreeMap<String, String>>,
+    ) {
+        let ns = self.services.entry(namespace.to_string()).or_default();
+        match selector.filter(|s| !s.is_empty()) {
+            Some(sel) => {
+                ns.insert(name.to_string(), sel);
+            }
+            None => {
+                ns.remove(name);
+            }
+        }
+    }
+
+    /// A ReplicaSet's, ReplicationController's or StatefulSet's selector (`kind` as in
+    /// an ownerReference; `None`: gone).
+    pub fn controller_changed(
+        &mut self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        selector: Option<LabelSelector>,
+    ) {
+        let key = (kind, namespace.to_string(), name.to_string());
+        match selector {
+            Some(sel) => {
+                self.controllers.insert(key, sel);
+            }
+            None => {
+                self.controllers.remove(&key);
+            }
+        }
+    }
+
+    /// Upstream's DefaultSelector: the labels of the Services selecting the pod plus
+    /// the selector of its controller (ReplicationController, ReplicaSet or
+    /// StatefulSet); `None` when that is empty.
+    pub fn default_spread_selector(
+        &self,
+        pod: &PodInfo,
+    ) -> Option<skiff_runtime::selector::Selector> {
+        let labels = pod.labels();
+        let mut set: BTreeMap<String, String> = BTreeMap::new();
+        for sel in self
+            .services
+            .get(pod.namespace())
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            if sel
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            {
+                set.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let mut exprs: Vec<LabelSelectorRequirement> = Vec::new();
+        let owner = pod
+            .pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true));
+        if let Some(o) = owner {
+            let kind: Option<&'static str> = match (o.api_version.as_str(), o.kind.as_str()) {
+                ("v1", "ReplicationController") => Some("ReplicationController"),
+                ("apps/v1", "ReplicaSet") => Some("ReplicaSet"),
+                ("apps/v1", "StatefulSet") => Some("StatefulSet"),
+                _ => None,
+            };
+            let found = kind.and_then(|k| {
+                self.controllers
+                    .get(&(k, pod.namespace().to_string(), o.name.clone()))
+                    .map(|s| (k, s))
+            });
+            match found {
+                Some(("ReplicationController", sel)) => {
+                    set.extend(
+                        sel.match_labels
+                            .iter()
+                            .flatten()
+                            .map(|(k, v)| (k.clone(), v.clone())),
+                    );
+                }
+                Some((_, sel)) => {
+                    exprs.extend(sel.match_labels.iter().flatten().map(|(k, v)| {
+                        LabelSelectorRequirement {
+                            key: k.clone(),
+                            operator: "In".into(),
+                            values: Some(vec![v.clone()]),
+                        }
+                    }));
+                    exprs.extend(sel.match_expressions.iter().flatten().cloned());
+                }
+                None => {}
+            }
+        }
+        if set.is_empty() && exprs.is_empty() {
+            return None;
+        }
+        let typed = LabelSelector {
+            match_labels: (!set.is_empty()).then_some(set),
+            match_expressions: (!exprs.is_empty()).then_some(exprs),
+        };
+        skiff_runtime::selector::Selector::new(Some(&typed)).ok()
+    }
+
     /// The bind of `key` failed: forget the assumption and retry after backoff (unless
     /// the pod is gone or was bound meanwhile).
     pub fn bind_failed(
@@ -435,7 +569,7 @@ impl Core {
             return Err((self.fail(pi, NO_NODES.to_string(), None, Vec::new()), 0));
         }
         let budgets: Vec<Budget> = self.budgets.values().cloned().collect();
-        let state = match CycleState::prefilter(&self.cache, &self.volumes, pi.clone()) {
+        let mut state = match CycleState::prefilter(&self.cache, &self.volumes, pi.clone()) {
             Ok(s) => s,
             Err(r) => {
                 let post = preemption::eligible(&self.cache, pi)
@@ -499,6 +633,7 @@ impl Core {
             return Ok(feasible[0].name().to_string());
         }
         if !feasible.is_empty() {
+            state.default_spread = self.default_spread_selector(pi);
             let scores = plugins::score(&self.cache, &state, &feasible);
             let best = select_host(&mut self.rng, &scores);
             return Ok(feasible[best].name().to_string());
@@ -696,6 +831,73 @@ mod tests {
         let key = ObjectKey::new(Some("default"), "a");
         assert!(c.cache.is_placed(&key) && !c.cache.is_assumed(&key));
         assert_eq!(c.cache.node("n1").unwrap().requested.milli_cpu, 3000);
+    }
+
+    #[test]
+    fn our_own_status_write_does_not_requeue_the_pod() {
+        let mut c = core();
+        let now = Instant::now();
+        c.node_changed(None, Some(&small_node("n1", json!({}))), now);
+        let p = pending("big", cpu("8"));
+        c.pod_changed(None, Some(&p), now);
+        assert!(matches!(
+            c.schedule_one(now).unwrap().0,
+            Outcome::Unschedulable(_)
+        ));
+        let mut with_status = (*p).clone();
+        with_status.status = Some(serde_json::from_value(json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]})).unwrap());
+        with_status.metadata.resource_version = Some("2".into());
+        let with_status = Arc::new(with_status);
+        c.pod_changed(Some(&p), Some(&with_status), now);
+        let later = now + Duration::from_secs(20);
+        assert!(c.schedule_one(later).is_none());
+        // A label change may matter: it is tried again.
+        let mut relabeled = (*with_status).clone();
+        relabeled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        c.pod_changed(Some(&with_status), Some(&Arc::new(relabeled)), later);
+        assert!(c.schedule_one(later).is_some());
+    }
+
+    #[test]
+    fn default_spread_selector_from_services_and_the_controller() {
+        let mut c = core();
+        let pod = |owner: serde_json::Value| {
+            let p: Pod = serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "default",
+                "labels": {"app": "web", "tier": "fe"}, "ownerReferences": owner}, "spec": {"containers": []}})).unwrap();
+            PodInfo::new(Arc::new(p))
+        };
+        let rs_owner = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u", "controller": true}]);
+        assert!(c.default_spread_selector(&pod(json!([]))).is_none());
+        c.service_changed(
+            "default",
+            "web",
+            Some([("app".to_string(), "web".to_string())].into()),
+        );
+        c.service_changed(
+            "default",
+            "other",
+            Some([("app".to_string(), "db".to_string())].into()),
+        );
+        c.controller_changed(
+            "ReplicaSet",
+            "default",
+            "web-1",
+            Some(serde_json::from_value(json!({"matchLabels": {"tier": "fe"}})).unwrap()),
+        );
+        let sel = c.default_spread_selector(&pod(rs_owner)).unwrap();
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(sel.matches(Some(&labels(&[("app", "web"), ("tier", "fe")]))));
+        assert!(
+            !sel.matches(Some(&labels(&[("app", "web")]))),
+            "the ReplicaSet's selector applies"
+        );
+        let only_service = c.default_spread_selector(&pod(json!([]))).unwrap();
+        assert!(only_service.matches(Some(&labels(&[("app", "web")]))));
     }
 
     #[test]

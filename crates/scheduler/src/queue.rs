@@ -187,10 +187,17 @@ impl SchedulingQueue {
                     Place::InFlight => e.updated_in_flight = true,
                     // An update may make it schedulable (upstream re-evaluates on it).
                     Place::Unschedulable(_) => self.requeue(&key, now),
-                    Place::Active => self.set_place(&key, Place::Active, now),
-                    Place::Backoff(_) => {}
+                    Place::Active | Place::Backoff(_) => {}
                 }
             }
+        }
+    }
+
+    /// A pending pod changed only in ways that cannot make it schedulable (its status,
+    /// e.g. our own PodScheduled condition): keep the newer object, leave it in place.
+    pub fn refresh(&mut self, key: &ObjectKey, pod: Arc<Pod>) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.pod = pod;
         }
     }
 

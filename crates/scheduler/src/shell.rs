@@ -3,12 +3,16 @@
 //! spawned tasks carry them out — binds (bounded), status writes, evictions, events —
 //! reporting bind results back through the same channel.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Api;
@@ -31,6 +35,17 @@ enum Input {
     Claim(Pair<PersistentVolumeClaim>),
     Volume(Pair<PersistentVolume>),
     Budget(Pair<PodDisruptionBudget>),
+    Service {
+        namespace: String,
+        name: String,
+        selector: Option<BTreeMap<String, String>>,
+    },
+    Controller {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        selector: Option<LabelSelector>,
+    },
     BindFailed {
         pod: Arc<PodInfo>,
         attempts: u32,
@@ -46,6 +61,24 @@ fn feed<K: skiff_runtime::informer::Object>(
     let tx = tx.clone();
     informer.on_change(move |c: &Change<K>| {
         let _ = tx.send(wrap((c.old.clone(), c.new.clone())));
+    });
+}
+
+fn feed_controller<K: skiff_runtime::informer::Object>(
+    factory: &InformerFactory,
+    tx: &mpsc::UnboundedSender<Input>,
+    kind: &'static str,
+    selector: fn(&K) -> Option<LabelSelector>,
+) {
+    let tx = tx.clone();
+    factory.informer::<K>().on_change(move |c: &Change<K>| {
+        let o = c.object();
+        let _ = tx.send(Input::Controller {
+            kind,
+            namespace: o.meta().namespace.clone().unwrap_or_default(),
+            name: o.meta().name.clone().unwrap_or_default(),
+            selector: c.new.as_deref().and_then(selector),
+        });
     });
 }
 
@@ -79,6 +112,33 @@ pub async fn run(client: kube::Client, settings: Settings, shutdown: Cancellatio
         &tx,
         Input::Budget,
     );
+    let services_tx = tx.clone();
+    factory
+        .informer::<Service>()
+        .on_change(move |c: &Change<Service>| {
+            let o = c.object();
+            let _ = services_tx.send(Input::Service {
+                namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                name: o.metadata.name.clone().unwrap_or_default(),
+                selector: c
+                    .new
+                    .as_ref()
+                    .and_then(|n| n.spec.as_ref()?.selector.clone()),
+            });
+        });
+    feed_controller::<ReplicaSet>(&factory, &tx, "ReplicaSet", |o| {
+        o.spec.as_ref().map(|s| s.selector.clone())
+    });
+    feed_controller::<StatefulSet>(&factory, &tx, "StatefulSet", |o| {
+        o.spec.as_ref().map(|s| s.selector.clone())
+    });
+    feed_controller::<ReplicationController>(&factory, &tx, "ReplicationController", |o| {
+        let labels = o.spec.as_ref()?.selector.clone()?;
+        Some(LabelSelector {
+            match_labels: Some(labels),
+            match_expressions: None,
+        })
+    });
     factory.start(shutdown.clone());
     tokio::select! {
         _ = shutdown.cancelled() => return,
@@ -151,6 +211,17 @@ fn handle(core: &mut Core, input: Input) {
         Input::Claim((old, new)) => core.claim_changed(old.as_ref(), new.as_ref(), now),
         Input::Volume((old, new)) => core.volume_changed(old.as_ref(), new.as_ref(), now),
         Input::Budget((old, new)) => core.budget_changed(old.as_ref(), new.as_ref()),
+        Input::Service {
+            namespace,
+            name,
+            selector,
+        } => core.service_changed(&namespace, &name, selector),
+        Input::Controller {
+            kind,
+            namespace,
+            name,
+            selector,
+        } => core.controller_changed(kind, &namespace, &name, selector),
         Input::BindFailed {
             pod,
             attempts,

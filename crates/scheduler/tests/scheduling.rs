@@ -257,3 +257,48 @@ async fn preemption_evicts_a_lower_priority_pod_and_nominates_the_node() {
         .and_then(|s| s.node_name)
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_one_replicaset_spread_by_the_system_default_constraints() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use kube::api::PostParams;
+    let c = Cluster::start().await;
+    c.node("big", "64", json!({})).await;
+    c.node("small", "4", json!({})).await;
+    // Without an owner, LeastAllocated alone sends every pod to the big node.
+    for i in 0..3 {
+        c.pod(
+            &format!("loose{i}"),
+            "500m",
+            json!({"metadata": {"labels": {"app": "loose"}}}),
+        )
+        .await;
+        assert_eq!(c.bound(&format!("loose{i}")).await, "big");
+    }
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }))
+    .expect("rs");
+    let rs = kube::Api::<ReplicaSet>::namespaced(c.client.clone(), "default")
+        .create(&PostParams::default(), &rs)
+        .await
+        .expect("create rs");
+    let owner = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+        "uid": rs.metadata.uid, "controller": true}]);
+    let mut nodes = Vec::new();
+    for i in 0..4 {
+        let name = format!("web{i}");
+        c.pod(
+            &name,
+            "500m",
+            json!({"metadata": {"labels": {"app": "web"}, "ownerReferences": owner}}),
+        )
+        .await;
+        nodes.push(c.bound(&name).await);
+    }
+    let on_small = nodes.iter().filter(|n| *n == "small").count();
+    assert_eq!(on_small, 2, "replicas alternate between nodes: {nodes:?}");
+}

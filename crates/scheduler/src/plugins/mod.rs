@@ -86,6 +86,10 @@ pub struct CycleState {
     pub spread: Option<spread::FilterState>,
     pub interpod: Option<interpod::FilterState>,
     pub volumes: volumes::State,
+    /// The pod's default spreading selector (from the Services, ReplicaSets,
+    /// ReplicationControllers and StatefulSets selecting it), for PodTopologySpread's
+    /// system defaults; set by the caller.
+    pub default_spread: Option<skiff_runtime::selector::Selector>,
 }
 
 impl CycleState {
@@ -101,6 +105,7 @@ impl CycleState {
             spread,
             interpod,
             volumes,
+            default_spread: None,
         })
     }
 

@@ -175,7 +175,7 @@ pub fn score(cache: &Cache, state: &CycleState, feasible: &[&NodeInfo]) -> Vec<i
             total[i] += WEIGHT_NODE_AFFINITY * s;
         }
     }
-    if let Some(s) = spread::prescore(cache, pod, feasible) {
+    if let Some(s) = spread::prescore(cache, pod, feasible, state.default_spread.as_ref()) {
         let raw: Vec<Option<i64>> = feasible.iter().map(|n| s.score(pod, n)).collect();
         for (i, v) in spread::normalize(&raw).into_iter().enumerate() {
             total[i] += WEIGHT_TOPOLOGY_SPREAD * v;

@@ -2,8 +2,8 @@
 //! exceed `maxSkew` over the emptiest domain; `ScheduleAnyway` constraints score nodes
 //! by how many matching pods their domain already holds.
 //!
-//! Left out: the cluster-level default constraints upstream applies to pods that set
-//! none (they need Service/ReplicaSet selectors).
+//! Pods that declare no constraints are scored with upstream's system defaults (see
+//! [`system_default_constraints`]).
 
 use std::collections::HashMap;
 
@@ -174,27 +174,72 @@ impl FilterState {
 /// Scoring state for ScheduleAnyway constraints over the feasible nodes.
 pub struct ScoreState {
     constraints: Vec<Constraint>,
+    /// Pod-declared constraints ignore nodes lacking a key; system defaults do not.
+    require_all: bool,
     weights: Vec<f64>,
     /// (constraint index, domain) → matching pods, for non-hostname keys.
     counts: Vec<HashMap<String, i64>>,
 }
 
-pub fn prescore(cache: &Cache, pod: &PodInfo, feasible: &[&NodeInfo]) -> Option<ScoreState> {
-    let cs = constraints(pod, "ScheduleAnyway");
+/// Upstream's cluster-level defaults for pods that declare no constraints: spread
+/// over hostnames (maxSkew 3) and zones (maxSkew 5), ScheduleAnyway, selecting the
+/// pods of the same Services / ReplicaSets / ReplicationControllers / StatefulSets.
+pub fn system_default_constraints(selector: Selector) -> Vec<Constraint> {
+    [(HOSTNAME, 3), ("topology.kubernetes.io/zone", 5)]
+        .into_iter()
+        .map(|(key, skew)| Constraint {
+            max_skew: skew,
+            key: key.to_string(),
+            selector: selector.clone(),
+            min_domains: 1,
+            honor_affinity: true,
+            honor_taints: false,
+        })
+        .collect()
+}
+
+/// `system_default` is the pod's default selector (from the objects that select it),
+/// used only when the pod declares no constraints.
+pub fn prescore(
+    cache: &Cache,
+    pod: &PodInfo,
+    feasible: &[&NodeInfo],
+    system_default: Option<&Selector>,
+) -> Option<ScoreState> {
+    let declared = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .is_some_and(|c| !c.is_empty());
+    let (cs, require_all) = if declared {
+        (constraints(pod, "ScheduleAnyway"), true)
+    } else {
+        (system_default_constraints(system_default?.clone()), false)
+    };
     if cs.is_empty() {
         return None;
     }
     let aff = RequiredNodeAffinity::of(&pod.pod);
     let mut counts: Vec<HashMap<String, i64>> = vec![HashMap::new(); cs.len()];
+    // Upstream also registers an empty domain for feasible nodes lacking the key
+    // (system defaults); it only widens the domain count used for the weight.
+    let mut empty_domain = vec![false; cs.len()];
     let mut ignored = 0usize;
     for node in feasible {
-        if !has_all_keys(node, &cs) {
+        if require_all && !has_all_keys(node, &cs) {
             ignored += 1;
             continue;
         }
         for (i, c) in cs.iter().enumerate() {
-            if c.key != HOSTNAME {
-                counts[i].insert(node.label(&c.key).unwrap_or_default().to_string(), 0);
+            if c.key == HOSTNAME {
+                continue;
+            }
+            match node.label(&c.key) {
+                Some(v) => {
+                    counts[i].entry(v.to_string()).or_insert(0);
+                }
+                None => empty_domain[i] = true,
             }
         }
     }
@@ -205,36 +250,40 @@ pub fn prescore(cache: &Cache, pod: &PodInfo, feasible: &[&NodeInfo]) -> Option<
             let size = if c.key == HOSTNAME {
                 feasible.len() - ignored
             } else {
-                counts[i].len()
+                let empty_counted = empty_domain[i] && !counts[i].contains_key("");
+                counts[i].len() + usize::from(empty_counted)
             };
             ((size + 2) as f64).ln()
         })
         .collect();
-    for node in cache.nodes() {
-        if !has_all_keys(node, &cs) {
-            continue;
-        }
-        for (i, c) in cs.iter().enumerate() {
-            if c.key == HOSTNAME || !c.includes(pod, &aff, node) {
+    if counts.iter().any(|m| !m.is_empty()) {
+        for node in cache.nodes() {
+            if require_all && !has_all_keys(node, &cs) {
                 continue;
             }
-            let Some(slot) = node.label(&c.key).and_then(|v| counts[i].get_mut(v)) else {
-                continue;
-            };
-            *slot += c.count_on(pod, node);
+            for (i, c) in cs.iter().enumerate() {
+                if c.key == HOSTNAME || !c.includes(pod, &aff, node) {
+                    continue;
+                }
+                let Some(slot) = node.label(&c.key).and_then(|v| counts[i].get_mut(v)) else {
+                    continue;
+                };
+                *slot += c.count_on(pod, node);
+            }
         }
     }
     Some(ScoreState {
         constraints: cs,
+        require_all,
         weights,
         counts,
     })
 }
 
 impl ScoreState {
-    /// Raw score (more matching pods = higher = worse); `None` for nodes lacking a key.
+    /// Raw score (more matching pods = higher = worse); `None` for ignored nodes.
     pub fn score(&self, pod: &PodInfo, node: &NodeInfo) -> Option<i64> {
-        if !has_all_keys(node, &self.constraints) {
+        if self.require_all && !has_all_keys(node, &self.constraints) {
             return None;
         }
         let mut score = 0f64;
@@ -371,10 +420,26 @@ mod tests {
         let cache = cluster(&[("n1", "a", 3), ("n2", "b", 1), ("n3", "c", 0)]);
         let p = spread_pod("zone", 1, "ScheduleAnyway", None);
         let feasible: Vec<&NodeInfo> = cache.nodes().collect();
-        let s = prescore(&cache, &p, &feasible).unwrap();
+        let s = prescore(&cache, &p, &feasible, None).unwrap();
         let raw: Vec<Option<i64>> = feasible.iter().map(|n| s.score(&p, n)).collect();
         let norm = normalize(&raw);
         assert!(norm[2] > norm[1] && norm[1] > norm[0], "{norm:?}");
         assert_eq!(norm[2], 100);
+    }
+
+    #[test]
+    fn system_defaults_spread_pods_of_one_owner_over_hostnames() {
+        let cache = cluster(&[("n1", "a", 2), ("n2", "b", 0)]);
+        let p = pod_labeled("new", json!({"app": "web"}), json!({}));
+        let feasible: Vec<&NodeInfo> = cache.nodes().collect();
+        assert!(
+            prescore(&cache, &p, &feasible, None).is_none(),
+            "no owner, no defaults"
+        );
+        let sel = Selector::from_map(Some(&[("app".to_string(), "web".to_string())].into()));
+        let s = prescore(&cache, &p, &feasible, Some(&sel)).unwrap();
+        let raw: Vec<Option<i64>> = feasible.iter().map(|n| s.score(&p, n)).collect();
+        let norm = normalize(&raw);
+        assert!(norm[1] > norm[0], "{raw:?} {norm:?}");
     }
 }

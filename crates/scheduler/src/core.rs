@@ -572,7 +572,8 @@ impl Core {
         let mut state = match CycleState::prefilter(&self.cache, &self.volumes, pi.clone()) {
             Ok(s) => s,
             Err(r) => {
-                let post = preemption::eligible(&self.cache, pi)
+                let nominated = self.nominated_node.get(&pi.key).map(String::as_str);
+                let post = preemption::eligible(&self.cache, pi, nominated)
                     .map(|_| {
                         crate::message::preemption_message(
                             all,
@@ -593,14 +594,13 @@ impl Core {
             }
         };
         // A pod nominated by an earlier preemption tries that node first.
-        let nominated = pi
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
-            .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .or_else(|| self.nominated_node.get(&pi.key).cloned());
+        let nominated = self.nominated_node.get(&pi.key).cloned().or_else(|| {
+            pi.pod
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.clone())
+                .filter(|n| !n.is_empty())
+        });
         if let Some(node) = nominated.as_deref().and_then(|n| self.cache.node(n)) {
             if self.filter_node(&state, node).is_ok() {
                 return Ok(node.name().to_string());
@@ -647,7 +647,13 @@ impl Core {
             nodes: rejections.values().cloned().collect(),
             postfilter: None,
         };
-        match preemption::preempt(&self.cache, &state, &rejections, &budgets) {
+        match preemption::preempt(
+            &self.cache,
+            &state,
+            &rejections,
+            &budgets,
+            nominated.as_deref(),
+        ) {
             Ok(c) => {
                 let msg = diag.message();
                 Err((self.fail(pi, msg, Some(c.node), c.victims), rejected_by))

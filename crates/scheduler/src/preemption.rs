@@ -50,18 +50,13 @@ pub struct Candidate {
     pub pdb_violations: usize,
 }
 
-/// Whether the pod may preempt at all; `Err` carries upstream's reason.
-pub fn eligible(cache: &Cache, pod: &PodInfo) -> Result<(), String> {
+/// Whether the pod may preempt at all; `Err` carries upstream's reason. `nominated` is
+/// the node the pod is nominated to (its status, or a nomination not yet written).
+pub fn eligible(cache: &Cache, pod: &PodInfo, nominated: Option<&str>) -> Result<(), String> {
     let spec = pod.pod.spec.as_ref();
     if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
         return Err("not eligible due to preemptionPolicy=Never.".into());
     }
-    let nominated = pod
-        .pod
-        .status
-        .as_ref()
-        .and_then(|s| s.nominated_node_name.as_deref())
-        .filter(|n| !n.is_empty());
     if let Some(node) = nominated.and_then(|n| cache.node(n)) {
         let waiting = node
             .pods
@@ -228,9 +223,10 @@ pub fn preempt(
     state: &CycleState,
     rejections: &HashMap<String, Rejection>,
     budgets: &[Budget],
+    nominated: Option<&str>,
 ) -> Result<Candidate, String> {
     let pod = &state.pod;
-    if let Err(msg) = eligible(cache, pod) {
+    if let Err(msg) = eligible(cache, pod, nominated) {
         return Err(format!("preemption: {msg}"));
     }
     let all = cache.node_count();
@@ -284,7 +280,7 @@ mod tests {
                 rejections.insert(n.name().to_string(), r);
             }
         }
-        preempt(cache, &state, &rejections, budgets).map(|c| {
+        preempt(cache, &state, &rejections, budgets, None).map(|c| {
             let mut v: Vec<String> = c.victims.iter().map(|v| v.key.name.clone()).collect();
             v.sort();
             (c.node, v)
@@ -387,6 +383,24 @@ mod tests {
             got,
             Err("preemption: not eligible due to preemptionPolicy=Never.".to_string())
         );
+    }
+
+    #[test]
+    fn no_second_preemption_while_victims_terminate() {
+        let mut cache = Cache::default();
+        cache.upsert_node(small_node("n1", json!({})));
+        let low = prio("low", 0, "4", json!({}));
+        let mut terminating = (*low.pod).clone();
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+        );
+        cache.upsert_bound_pod(Arc::new(PodInfo::new(Arc::new(terminating))), "n1");
+        let hi = prio("hi", 100, "1", json!({}));
+        assert_eq!(
+            eligible(&cache, &hi, Some("n1")),
+            Err("not eligible due to a terminating pod on the nominated node.".to_string())
+        );
+        assert_eq!(eligible(&cache, &hi, None), Ok(()));
     }
 
     #[test]

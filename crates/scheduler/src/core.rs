@@ -56,6 +56,9 @@ pub struct Failure {
     pub nominated_node: Option<String>,
     /// Pods to evict so the pod fits on `nominated_node` (preemption).
     pub victims: Vec<Arc<PodInfo>>,
+    /// Lower-priority pods whose nomination to that node ends (clear their
+    /// `status.nominatedNodeName`).
+    pub cleared: Vec<Arc<Pod>>,
 }
 
 pub struct Core {
@@ -201,7 +204,17 @@ impl Core {
             // A bound pod cannot become unbound; treat it as gone.
             self.cache.remove_pod(&key);
         }
-        if new.metadata.deletion_timestamp.is_some() || is_terminal(new) || !self.is_ours(new) {
+        // Pods with scheduling gates wait outside the queue until the gates are removed.
+        let gated = new
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty());
+        if new.metadata.deletion_timestamp.is_some()
+            || is_terminal(new)
+            || !self.is_ours(new)
+            || gated
+        {
             self.queue.delete(&key);
             self.unnominate(&key);
             return;
@@ -560,7 +573,25 @@ impl Core {
             message,
             nominated_node: nominated,
             victims,
+            cleared: Vec::new(),
         }
+    }
+
+    /// Upstream's preemption takes the node away from pods of lower priority nominated
+    /// to it: their nominations end (they may preempt elsewhere).
+    fn clear_lower_nominations(&mut self, node: &str, priority: i32) -> Vec<Arc<Pod>> {
+        let lower: Vec<Arc<PodInfo>> = self
+            .nominated
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.priority < priority)
+            .cloned()
+            .collect();
+        for p in &lower {
+            self.unnominate(&p.key);
+        }
+        lower.into_iter().map(|p| p.pod.clone()).collect()
     }
 
     fn find_node(&mut self, pi: &Arc<PodInfo>) -> Result<String, (Failure, u16)> {
@@ -656,7 +687,9 @@ impl Core {
         ) {
             Ok(c) => {
                 let msg = diag.message();
-                Err((self.fail(pi, msg, Some(c.node), c.victims), rejected_by))
+                let mut failure = self.fail(pi, msg, Some(c.node.clone()), c.victims);
+                failure.cleared = self.clear_lower_nominations(&c.node, pi.priority);
+                Err((failure, rejected_by))
             }
             Err(post) => {
                 diag.postfilter = Some(post);
@@ -904,6 +937,54 @@ mod tests {
         );
         let only_service = c.default_spread_selector(&pod(json!([]))).unwrap();
         assert!(only_service.matches(Some(&labels(&[("app", "web")]))));
+    }
+
+    #[test]
+    fn a_higher_preemptor_takes_the_node_from_a_lower_nominated_pod() {
+        let mut c = core();
+        let now = Instant::now();
+        c.node_changed(None, Some(&small_node("n1", json!({}))), now);
+        let mut low = (*pending("low", cpu("3"))).clone();
+        low.spec.as_mut().unwrap().node_name = Some("n1".into());
+        c.pod_changed(None, Some(&Arc::new(low)), now);
+        let with_priority = |name: &str, p: i32| {
+            let mut spec = cpu("2");
+            spec["priority"] = json!(p);
+            pending(name, spec)
+        };
+        c.pod_changed(None, Some(&with_priority("mid", 50)), now);
+        let Outcome::Unschedulable(f) = c.schedule_one(now).unwrap().0 else {
+            panic!()
+        };
+        assert_eq!(f.nominated_node.as_deref(), Some("n1"));
+        c.pod_changed(None, Some(&with_priority("high", 100)), now);
+        let Outcome::Unschedulable(f) = c.schedule_one(now).unwrap().0 else {
+            panic!()
+        };
+        assert_eq!(f.nominated_node.as_deref(), Some("n1"));
+        let cleared: Vec<_> = f
+            .cleared
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        assert_eq!(cleared, ["mid"]);
+    }
+
+    #[test]
+    fn gated_pods_wait_until_their_gates_are_removed() {
+        let mut c = core();
+        let now = Instant::now();
+        c.node_changed(None, Some(&small_node("n1", json!({}))), now);
+        let gated = pending(
+            "g",
+            json!({"schedulingGates": [{"name": "example.com/wait"}]}),
+        );
+        c.pod_changed(None, Some(&gated), now);
+        assert!(c.schedule_one(now).is_none());
+        let mut open = (*gated).clone();
+        open.spec.as_mut().unwrap().scheduling_gates = None;
+        c.pod_changed(Some(&gated), Some(&Arc::new(open)), now);
+        assert_eq!(bind_node(&c.schedule_one(now).unwrap().0), "n1");
     }
 
     #[test]

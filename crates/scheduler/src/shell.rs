@@ -359,6 +359,9 @@ async fn record_failure(io: &Io, f: &Failure) -> Result<(), Error> {
             preempt(io, victim, pod, node).await?;
         }
     }
+    for other in &f.cleared {
+        clear_nomination(io, other).await;
+    }
     // The informer may hold a newer copy (e.g. a previous write); compare against it.
     let latest = io.pods.get(&key).unwrap_or_else(|| f.pod.clone());
     if latest
@@ -386,6 +389,19 @@ async fn record_failure(io: &Io, f: &Failure) -> Result<(), Error> {
     io.recorder
         .warning(pod, "FailedScheduling", f.message.clone());
     Ok(())
+}
+
+/// Ends another pod's nomination (`status.nominatedNodeName`); failures are logged.
+async fn clear_nomination(io: &Io, pod: &Pod) {
+    let key = ObjectKey::of(pod);
+    let api: Api<Pod> = Api::namespaced(io.client.clone(), key.namespace());
+    let patch = json!({"status": {"nominatedNodeName": null}});
+    if let Err(e) = api
+        .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        tracing::info!("clearing the nominated node of pod {key}: {e}");
+    }
 }
 
 /// Evicts one victim as upstream's preemption does: a DisruptionTarget condition, a

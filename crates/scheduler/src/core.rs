@@ -971,6 +971,27 @@ mod tests {
     }
 
     #[test]
+    fn absurd_quantities_do_not_panic() {
+        let mut c = core();
+        let now = Instant::now();
+        c.node_changed(
+            None,
+            Some(&node(
+                "huge",
+                json!({}),
+                json!({}),
+                json!({"cpu": "1e30", "memory": "-5", "pods": "110"}),
+            )),
+            now,
+        );
+        c.node_changed(None, Some(&small_node("n1", json!({}))), now);
+        for i in 0..3 {
+            c.pod_changed(None, Some(&pending(&format!("p{i}"), cpu("9e29"))), now);
+        }
+        while c.schedule_one(now).is_some() {}
+    }
+
+    #[test]
     fn gated_pods_wait_until_their_gates_are_removed() {
         let mut c = core();
         let now = Instant::now();

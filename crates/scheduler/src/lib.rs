@@ -11,8 +11,9 @@
 //! writes, evictions, events).
 //!
 //! What it is not: no leader election (wrap [`run`] in `skiff_runtime::leader::Elector`),
-//! no scheduler profiles or extenders, no volume binding of unbound claims, no
-//! cluster-default topology spread constraints, no DRA.
+//! no scheduler profiles, extenders or configuration file, no binding of unbound volume
+//! claims (delayed binding, provisioning), no volume limits / VolumeRestrictions /
+//! VolumeZone, no DRA, no pod-level resources.
 
 pub mod cache;
 pub mod core;

@@ -32,8 +32,12 @@ fn amount(name: &str, q: &Quantity) -> i64 {
     } else {
         parsed.value()
     };
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    v.clamp(-MAX_AMOUNT, MAX_AMOUNT) as i64
 }
+
+/// Larger amounts (about a pebibyte, or 10^12 cores) are clamped, so sums over every
+/// pod of a node can never overflow.
+const MAX_AMOUNT: i128 = 1 << 50;
 
 impl Resources {
     /// Reads a resource list (requests, allocatable, overhead).

@@ -69,7 +69,7 @@ pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> i64 {
     ];
     let fractions: Vec<f64> = pairs
         .iter()
-        .filter(|(_, cap)| *cap != 0)
+        .filter(|(_, cap)| *cap > 0)
         .map(|(req, cap)| (*req as f64 / *cap as f64).min(1.0))
         .collect();
     let std = match fractions.len() {

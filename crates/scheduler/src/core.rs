@@ -25,6 +25,8 @@ const MIN_FEASIBLE_NODES: usize = 100;
 const MIN_FEASIBLE_PERCENTAGE: usize = 5;
 
 pub const NO_NODES: &str = "no nodes available to schedule pods";
+/// Upstream's status for nodes a PreFilter result left out.
+pub const FILTERED_BY_PREFILTER: &str = "node is filtered out by the prefilter result";
 
 /// How the core is configured.
 #[derive(Clone, Debug)]
@@ -613,6 +615,7 @@ impl Core {
                     })
                     .unwrap_or_else(|e| format!("preemption: {e}"));
                 let diag = Diagnosis {
+                    absent: None,
                     num_all_nodes: all,
                     prefilter: Some(r.reasons.join(", ")),
                     nodes: Vec::new(),
@@ -637,17 +640,32 @@ impl Core {
                 return Ok(node.name().to_string());
             }
         }
-        let want = self.feasible_to_find(all);
+        // NodeAffinity's PreFilter may narrow the nodes to those a required
+        // `metadata.name` term names (DaemonSet pods): only those are filtered.
+        let restricted: Option<Vec<String>> = state.node_names.as_ref().map(|names| {
+            names
+                .iter()
+                .filter(|n| self.cache.node(n).is_some())
+                .cloned()
+                .collect()
+        });
+        let (count, start) = match &restricted {
+            Some(list) => (list.len(), 0),
+            None => (all, self.next_start % all),
+        };
+        let want = self.feasible_to_find(count);
         let order = self.cache.order();
-        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(all));
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(count));
         let mut rejections: HashMap<String, Rejection> = HashMap::new();
         let mut visited = 0;
-        let start = self.next_start % all;
-        for i in 0..all {
+        for i in 0..count {
             if feasible.len() >= want {
                 break;
             }
-            let name = &order[(start + i) % all];
+            let name = match &restricted {
+                Some(list) => &list[i],
+                None => &order[(start + i) % all],
+            };
             visited += 1;
             let Some(node) = self.cache.node(name) else {
                 continue;
@@ -659,7 +677,10 @@ impl Core {
                 }
             }
         }
-        self.next_start = (start + visited) % all;
+        if restricted.is_none() {
+            self.next_start = (start + visited) % all;
+        }
+        let evaluated = count;
         if feasible.len() == 1 {
             return Ok(feasible[0].name().to_string());
         }
@@ -673,6 +694,7 @@ impl Core {
             .values()
             .fold(0u16, |acc, r| acc | r.plugin.bit());
         let mut diag = Diagnosis {
+            absent: (evaluated < all).then(|| (all - evaluated, FILTERED_BY_PREFILTER.to_string())),
             num_all_nodes: all,
             prefilter: None,
             nodes: rejections.values().cloned().collect(),
@@ -989,6 +1011,45 @@ mod tests {
             c.pod_changed(None, Some(&pending(&format!("p{i}"), cpu("9e29"))), now);
         }
         while c.schedule_one(now).is_some() {}
+    }
+
+    #[test]
+    fn a_pod_pinned_by_name_only_looks_at_that_node() {
+        let mut c = core();
+        let now = Instant::now();
+        for n in ["a", "b", "c"] {
+            c.node_changed(None, Some(&small_node(n, json!({}))), now);
+        }
+        let pinned = |name: &str, node: &str, cpu: &str| {
+            let mut spec = json!({"containers": [{"name": "c", "image": "i", "resources": {"requests": {"cpu": cpu}}}]});
+            spec["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}});
+            pending(name, spec)
+        };
+        c.pod_changed(None, Some(&pinned("ds-b", "b", "1")), now);
+        assert_eq!(bind_node(&c.schedule_one(now).unwrap().0), "b");
+        c.pod_changed(None, Some(&pinned("too-big", "b", "8")), now);
+        match c.schedule_one(now).unwrap().0 {
+            Outcome::Unschedulable(f) => assert_eq!(
+                f.message,
+                "0/3 nodes are available: 1 Insufficient cpu, 2 node is filtered out by the prefilter result. preemption: 0/3 nodes are available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
+            ),
+            o => panic!("{o:?}"),
+        }
+        let conflicting = {
+            let mut spec = json!({"containers": [{"name": "c", "image": "i"}]});
+            spec["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a"]}, {"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}});
+            pending("conflict", spec)
+        };
+        c.pod_changed(None, Some(&conflicting), now);
+        match c.schedule_one(now).unwrap().0 {
+            Outcome::Unschedulable(f) => assert_eq!(
+                f.message,
+                "0/3 nodes are available: pod affinity terms conflict. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+            ),
+            o => panic!("{o:?}"),
+        }
     }
 
     #[test]

@@ -15,15 +15,18 @@ pub struct Diagnosis {
     pub prefilter: Option<String>,
     /// Each rejected node's reasons.
     pub nodes: Vec<Rejection>,
+    /// Nodes left out before filtering (a PreFilter narrowed the nodes), with the reason
+    /// upstream gives for them.
+    pub absent: Option<(usize, String)>,
     /// What preemption said (already prefixed `preemption: `), if anything.
     pub postfilter: Option<String>,
 }
 
 /// "N reason" entries, counted over nodes and sorted as strings (as upstream does).
-pub fn histogram<'a>(reasons: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub fn histogram<'a>(reasons: impl Iterator<Item = (&'a str, usize)>) -> Vec<String> {
     let mut counts: HashMap<&str, usize> = HashMap::new();
-    for r in reasons {
-        *counts.entry(r).or_default() += 1;
+    for (r, n) in reasons {
+        *counts.entry(r).or_default() += n;
     }
     let mut out: Vec<String> = counts
         .into_iter()
@@ -42,7 +45,8 @@ impl Diagnosis {
             let reasons = histogram(
                 self.nodes
                     .iter()
-                    .flat_map(|r| r.reasons.iter().map(|s| s.as_ref())),
+                    .flat_map(|r| r.reasons.iter().map(|s| (s.as_ref(), 1)))
+                    .chain(self.absent.iter().map(|(n, r)| (r.as_str(), *n))),
             );
             if !reasons.is_empty() {
                 msg.push_str(&format!(" {}.", reasons.join(", ")));
@@ -63,7 +67,7 @@ impl Diagnosis {
 
 /// The message preemption gives when no node can be made to fit, per node reasons.
 pub fn preemption_message(num_all_nodes: usize, reasons: &[String]) -> String {
-    let hist = histogram(reasons.iter().map(String::as_str));
+    let hist = histogram(reasons.iter().map(|r| (r.as_str(), 1)));
     let mut msg = format!("preemption: 0/{num_all_nodes} nodes are available:");
     if !hist.is_empty() {
         msg.push_str(&format!(" {}.", hist.join(", ")));
@@ -96,6 +100,7 @@ mod tests {
             Case {
                 name: "issue example",
                 diag: Diagnosis {
+                    absent: None,
                     num_all_nodes: 3,
                     prefilter: None,
                     nodes: vec![rej(&["Insufficient cpu"]), rej(&[taint]), rej(&[taint])],
@@ -106,6 +111,7 @@ mod tests {
             Case {
                 name: "several reasons on one node count separately",
                 diag: Diagnosis {
+                    absent: None,
                     num_all_nodes: 2,
                     prefilter: None,
                     nodes: vec![rej(&["Insufficient cpu", "Insufficient memory"]), rej(&["Insufficient memory"])],
@@ -116,6 +122,7 @@ mod tests {
             Case {
                 name: "sorted as strings, like upstream",
                 diag: Diagnosis {
+                    absent: None,
                     num_all_nodes: 12,
                     prefilter: None,
                     nodes: std::iter::repeat_n(rej(&["b"]), 10).chain(std::iter::repeat_n(rej(&["a"]), 2)).collect(),
@@ -126,6 +133,7 @@ mod tests {
             Case {
                 name: "prefilter rejection",
                 diag: Diagnosis {
+                    absent: None,
                     num_all_nodes: 3,
                     prefilter: Some("pod has unbound immediate PersistentVolumeClaims".into()),
                     nodes: vec![],
@@ -136,6 +144,7 @@ mod tests {
             Case {
                 name: "preemption policy Never",
                 diag: Diagnosis {
+                    absent: None,
                     num_all_nodes: 1,
                     prefilter: None,
                     nodes: vec![rej(&["Insufficient cpu"])],
@@ -144,6 +153,17 @@ mod tests {
                 want: "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.",
             },
         ];
+        let absent = Diagnosis {
+            num_all_nodes: 3,
+            prefilter: None,
+            nodes: vec![rej(&["Insufficient cpu"])],
+            absent: Some((2, "node is filtered out by the prefilter result".into())),
+            postfilter: None,
+        };
+        assert_eq!(
+            absent.message(),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node is filtered out by the prefilter result."
+        );
         for c in cases {
             assert_eq!(c.diag.message(), c.want, "{}", c.name);
         }

@@ -86,6 +86,9 @@ pub struct CycleState {
     pub spread: Option<spread::FilterState>,
     pub interpod: Option<interpod::FilterState>,
     pub volumes: volumes::State,
+    /// NodeAffinity's PreFilter result: the only nodes worth filtering, when required
+    /// terms name nodes by `metadata.name`.
+    pub node_names: Option<std::collections::BTreeSet<String>>,
     /// The pod's default spreading selector (from the Services, ReplicaSets,
     /// ReplicationControllers and StatefulSets selecting it), for PodTopologySpread's
     /// system defaults; set by the caller.
@@ -96,6 +99,7 @@ impl CycleState {
     /// Upstream's PreFilter: per-pod state, or a rejection that holds for every node.
     pub fn prefilter(cache: &Cache, vols: &Volumes, pod: Arc<PodInfo>) -> Result<Self, Rejection> {
         let node_affinity = RequiredNodeAffinity::of(&pod.pod);
+        let node_names = nodeaffinity::prefilter_node_names(&pod)?;
         let volumes = volumes::prefilter(vols, &pod)?;
         let spread = spread::prefilter(cache, &pod, &node_affinity);
         let interpod = interpod::prefilter(cache, &pod);
@@ -105,6 +109,7 @@ impl CycleState {
             spread,
             interpod,
             volumes,
+            node_names,
             default_spread: None,
         })
     }

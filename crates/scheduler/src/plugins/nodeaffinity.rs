@@ -1,6 +1,8 @@
 //! NodeName and NodeAffinity: `spec.nodeName`, `nodeSelector` and required node
 //! affinity filter nodes; preferred node affinity scores them.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::api::core::v1::Node;
 
 use super::{Plugin, Rejection};
@@ -28,6 +30,54 @@ pub fn filter(required: &RequiredNodeAffinity, node: &Node) -> Result<(), Reject
             REASON_AFFINITY,
         ))
     }
+}
+
+pub const REASON_CONFLICT: &str = "pod affinity terms conflict";
+
+/// Upstream's NodeAffinity PreFilter result: when every required term names nodes
+/// with `metadata.name In (...)`, only the union of those (each term's names
+/// intersected) can fit; an empty union is a conflict.
+pub fn prefilter_node_names(pod: &PodInfo) -> Result<Option<BTreeSet<String>>, Rejection> {
+    let terms = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|na| {
+            na.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| r.node_selector_terms.as_slice())
+        .unwrap_or(&[]);
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    let mut union: BTreeSet<String> = BTreeSet::new();
+    for t in terms {
+        let mut names: Option<BTreeSet<String>> = None;
+        for r in t.match_fields.iter().flatten() {
+            if r.key == "metadata.name" && r.operator == "In" {
+                let s: BTreeSet<String> = r.values.iter().flatten().cloned().collect();
+                names = Some(match names {
+                    None => s,
+                    Some(prev) => prev.intersection(&s).cloned().collect(),
+                });
+            }
+        }
+        match names {
+            // A term without a name requirement lets every node through.
+            None => return Ok(None),
+            Some(n) => union.extend(n),
+        }
+    }
+    if union.is_empty() {
+        return Err(Rejection::unresolvable(
+            Plugin::NodeAffinity,
+            REASON_CONFLICT,
+        ));
+    }
+    Ok(Some(union))
 }
 
 /// The pod's preferred node affinity terms with their weights.

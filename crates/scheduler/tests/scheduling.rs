@@ -302,3 +302,56 @@ async fn replicas_of_one_replicaset_spread_by_the_system_default_constraints() {
     let on_small = nodes.iter().filter(|n| *n == "small").count();
     assert_eq!(on_small, 2, "replicas alternate between nodes: {nodes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_volumes_node_affinity_picks_the_node() {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::api::PostParams;
+    let c = Cluster::start().await;
+    c.node("a1", "4", json!({"metadata": {"labels": {"zone": "a"}}}))
+        .await;
+    c.node("b1", "4", json!({"metadata": {"labels": {"zone": "b"}}}))
+        .await;
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "local-b"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/tmp/local-b"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "zone", "operator": "In", "values": ["b"]}]}]}}},
+    }))
+    .expect("pv");
+    kube::Api::<PersistentVolume>::all(c.client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+        .expect("create pv");
+    let claim = |name: &str, volume: Option<&str>| -> PersistentVolumeClaim {
+        let mut spec = json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
+        if let Some(v) = volume {
+            spec["volumeName"] = json!(v);
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "default"}, "spec": spec}),
+        )
+        .expect("pvc")
+    };
+    let pvcs = kube::Api::<PersistentVolumeClaim>::namespaced(c.client.clone(), "default");
+    pvcs.create(&PostParams::default(), &claim("data", Some("local-b")))
+        .await
+        .expect("create pvc");
+    pvcs.create(&PostParams::default(), &claim("unbound", None))
+        .await
+        .expect("create pvc");
+    let uses = |claim: &str| json!({"spec": {"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]}});
+    c.pod("with-volume", "100m", uses("data")).await;
+    assert_eq!(c.bound("with-volume").await, "b1");
+    c.pod("with-unbound", "100m", uses("unbound")).await;
+    assert_eq!(
+        c.unschedulable("with-unbound").await,
+        "0/2 nodes are available: pod has unbound immediate PersistentVolumeClaims. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    c.pod("with-missing", "100m", uses("nope")).await;
+    assert_eq!(
+        c.unschedulable("with-missing").await,
+        "0/2 nodes are available: persistentvolumeclaim \"nope\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+}

@@ -1,7 +1,7 @@
 //! Decisions per second of the scheduler's core alone (no API server): N nodes,
 //! M pending pods, each decision followed by the informer's confirmation of the bind.
 //!
-//! `cargo run -p skiff-scheduler --example core_throughput -- 5000 10000`
+//! `cargo run -p skiff-scheduler --example core_throughput -- 5000 10000 [1]`
 //! (build with optimizations for meaningful figures).
 
 use std::sync::Arc;
@@ -18,6 +18,9 @@ fn main() {
         .collect();
     let nodes = args.first().copied().unwrap_or(5000);
     let pods = args.get(1).copied().unwrap_or(10000);
+    // A third argument of 1 makes the pods replicas of one ReplicaSet, so upstream's
+    // default topology spreading (hostname and zone) scores every decision.
+    let owned = args.get(2) == Some(&1);
     let mut core = Core::new(CoreConfig {
         scheduler_name: "default-scheduler".into(),
         initial_backoff: Duration::from_secs(1),
@@ -35,9 +38,24 @@ fn main() {
         .expect("node");
         core.node_changed(None, Some(&Arc::new(node)), now);
     }
+    if owned {
+        core.controller_changed(
+            "ReplicaSet",
+            "default",
+            "bench",
+            Some(
+                serde_json::from_value(json!({"matchLabels": {"app": "bench"}})).expect("selector"),
+            ),
+        );
+    }
+    let owners = if owned {
+        json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "bench", "uid": "u", "controller": true}])
+    } else {
+        json!([])
+    };
     for i in 0..pods {
         let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": format!("pod-{i}"), "namespace": "default", "resourceVersion": "1", "labels": {"app": "bench"}},
+            "metadata": {"name": format!("pod-{i}"), "namespace": "default", "resourceVersion": "1", "labels": {"app": "bench"}, "ownerReferences": owners},
             "spec": {"schedulerName": "default-scheduler", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
                 "resources": {"requests": {"cpu": "100m", "memory": "100Mi"}}}]},
         }))

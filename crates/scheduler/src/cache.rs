@@ -138,6 +138,7 @@ impl PodInfo {
 /// One node and what is on it.
 #[derive(Clone, Debug, Default)]
 pub struct NodeInfo {
+    pub name: String,
     pub node: Option<Arc<Node>>,
     pub allocatable: Resources,
     pub pods: Vec<Arc<PodInfo>>,
@@ -159,13 +160,11 @@ impl NodeInfo {
     }
 
     pub fn name(&self) -> &str {
-        self.node
-            .as_ref()
-            .and_then(|n| n.metadata.name.as_deref())
-            .unwrap_or("")
+        &self.name
     }
 
     pub fn set_node(&mut self, node: Arc<Node>) {
+        self.name = node.metadata.name.clone().unwrap_or_default();
         self.allocatable = resources::allocatable(&node);
         self.images.clear();
         for img in node.status.iter().flat_map(|s| s.images.iter().flatten()) {
@@ -243,12 +242,16 @@ struct Placement {
 }
 
 /// All nodes and the pods bound or assumed on them.
+///
+/// Node infos live in a vector (walked in order, round-robin, without hashing) with
+/// an index by name. A slot whose Node object is gone (or not yet seen) but which
+/// still holds pods stays, as a placeholder, until its pods go.
 #[derive(Default)]
 pub struct Cache {
-    nodes: HashMap<String, NodeInfo>,
-    /// Names of nodes that exist (have a Node object), in a stable order the filter
-    /// walks round-robin.
-    order: Vec<String>,
+    slots: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// Slots with a Node object.
+    real: usize,
     placements: HashMap<ObjectKey, Placement>,
     /// Image name → number of nodes holding it (ImageLocality's spread factor).
     image_nodes: HashMap<String, usize>,
@@ -268,21 +271,56 @@ impl Cache {
         self.with_required_anti_affinity
     }
 
+    /// Nodes that exist (have a Node object).
     pub fn node_count(&self) -> usize {
-        self.order.len()
+        self.real
     }
 
-    pub fn order(&self) -> &[String] {
-        &self.order
+    /// Slots, including placeholders; [`Cache::slot`] walks them by position.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The node in slot `i`, unless it is a placeholder.
+    pub fn slot(&self, i: usize) -> Option<&NodeInfo> {
+        self.slots.get(i).filter(|n| n.node.is_some())
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name).filter(|n| n.node.is_some())
+        self.index
+            .get(name)
+            .and_then(|i| self.slots.get(*i))
+            .filter(|n| n.node.is_some())
     }
 
-    /// Every existing node, in the round-robin order.
+    /// Every existing node, in slot order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.order.iter().filter_map(|n| self.nodes.get(n))
+        self.slots.iter().filter(|n| n.node.is_some())
+    }
+
+    fn slot_mut(&mut self, name: &str) -> &mut NodeInfo {
+        let i = match self.index.get(name) {
+            Some(i) => *i,
+            None => {
+                self.slots.push(NodeInfo {
+                    name: name.to_string(),
+                    ..Default::default()
+                });
+                self.index.insert(name.to_string(), self.slots.len() - 1);
+                self.slots.len() - 1
+            }
+        };
+        &mut self.slots[i]
+    }
+
+    fn drop_slot(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        self.slots.swap_remove(i);
+        if let Some(moved) = self.slots.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
     }
 
     pub fn image_node_count(&self, image: &str) -> usize {
@@ -304,43 +342,47 @@ impl Cache {
         self.namespaces.remove(name);
     }
 
+    fn count_images(&mut self, images: Vec<String>, delta: isize) {
+        for img in images {
+            let c = self.image_nodes.entry(img).or_default();
+            *c = c.saturating_add_signed(delta);
+        }
+        self.image_nodes.retain(|_, c| *c > 0);
+    }
+
     pub fn upsert_node(&mut self, node: Arc<Node>) {
         let Some(name) = node.metadata.name.clone() else {
             return;
         };
-        let info = self.nodes.entry(name.clone()).or_default();
+        let info = self.slot_mut(&name);
         let existed = info.node.is_some();
-        for img in info.images.keys() {
-            if let Some(c) = self.image_nodes.get_mut(img) {
-                *c = c.saturating_sub(1);
-            }
-        }
+        let old: Vec<String> = info.images.keys().cloned().collect();
         info.set_node(node);
-        for img in info.images.keys() {
-            *self.image_nodes.entry(img.clone()).or_default() += 1;
-        }
-        self.image_nodes.retain(|_, c| *c > 0);
+        let new: Vec<String> = info.images.keys().cloned().collect();
         if !existed {
-            self.order.push(name);
+            self.real += 1;
+        }
+        if old != new {
+            self.count_images(old, -1);
+            self.count_images(new, 1);
         }
     }
 
     pub fn remove_node(&mut self, name: &str) {
-        if let Some(info) = self.nodes.get_mut(name) {
-            for img in info.images.keys() {
-                if let Some(c) = self.image_nodes.get_mut(img) {
-                    *c = c.saturating_sub(1);
-                }
-            }
-            info.images.clear();
-            info.node = None;
-            // Pods still bound there keep the entry until they go (as upstream).
-            if info.pods.is_empty() {
-                self.nodes.remove(name);
-            }
+        let Some(i) = self.index.get(name).copied() else {
+            return;
+        };
+        let info = &mut self.slots[i];
+        if info.node.take().is_some() {
+            self.real -= 1;
         }
-        self.image_nodes.retain(|_, c| *c > 0);
-        self.order.retain(|n| n != name);
+        let images: Vec<String> = info.images.drain().map(|(k, _)| k).collect();
+        // Pods still bound there keep the slot until they go (as upstream).
+        let empty = info.pods.is_empty();
+        self.count_images(images, -1);
+        if empty {
+            self.drop_slot(name);
+        }
     }
 
     /// Whether `key` is assumed (decided, not yet confirmed by the informer).
@@ -364,22 +406,24 @@ impl Cache {
         );
         self.with_affinity += usize::from(pi.has_affinity());
         self.with_required_anti_affinity += usize::from(!pi.required_anti_affinity.is_empty());
-        self.nodes.entry(node.to_string()).or_default().add_pod(pi);
+        self.slot_mut(node).add_pod(pi);
     }
 
     fn unplace(&mut self, key: &ObjectKey) {
-        if let Some(p) = self.placements.remove(key) {
-            if let Some(info) = self.nodes.get_mut(&p.node) {
-                if let Some(pi) = info.pods.iter().find(|x| &x.key == key) {
-                    self.with_affinity -= usize::from(pi.has_affinity());
-                    self.with_required_anti_affinity -=
-                        usize::from(!pi.required_anti_affinity.is_empty());
-                }
-                info.remove_pod(key);
-                if info.node.is_none() && info.pods.is_empty() {
-                    self.nodes.remove(&p.node);
-                }
-            }
+        let Some(p) = self.placements.remove(key) else {
+            return;
+        };
+        let Some(i) = self.index.get(&p.node).copied() else {
+            return;
+        };
+        let info = &mut self.slots[i];
+        if let Some(pi) = info.pods.iter().find(|x| &x.key == key) {
+            self.with_affinity -= usize::from(pi.has_affinity());
+            self.with_required_anti_affinity -= usize::from(!pi.required_anti_affinity.is_empty());
+        }
+        info.remove_pod(key);
+        if info.node.is_none() && info.pods.is_empty() {
+            self.drop_slot(&p.node);
         }
     }
 

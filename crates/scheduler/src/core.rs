@@ -651,10 +651,12 @@ impl Core {
         });
         let (count, start) = match &restricted {
             Some(list) => (list.len(), 0),
-            None => (all, self.next_start % all),
+            None => {
+                let slots = self.cache.slot_count().max(1);
+                (self.cache.slot_count(), self.next_start % slots)
+            }
         };
-        let want = self.feasible_to_find(count);
-        let order = self.cache.order();
+        let want = self.feasible_to_find(restricted.as_ref().map_or(all, Vec::len));
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(count));
         let mut rejections: HashMap<String, Rejection> = HashMap::new();
         let mut visited = 0;
@@ -662,25 +664,25 @@ impl Core {
             if feasible.len() >= want {
                 break;
             }
-            let name = match &restricted {
-                Some(list) => &list[i],
-                None => &order[(start + i) % all],
-            };
             visited += 1;
-            let Some(node) = self.cache.node(name) else {
+            let node = match &restricted {
+                Some(list) => self.cache.node(&list[i]),
+                None => self.cache.slot((start + i) % count),
+            };
+            let Some(node) = node else {
                 continue;
             };
             match self.filter_node(&state, node) {
                 Ok(()) => feasible.push(node),
                 Err(r) => {
-                    rejections.insert(name.clone(), r);
+                    rejections.insert(node.name().to_string(), r);
                 }
             }
         }
         if restricted.is_none() {
-            self.next_start = (start + visited) % all;
+            self.next_start = (start + visited) % count.max(1);
         }
-        let evaluated = count;
+        let evaluated = restricted.as_ref().map_or(all, Vec::len);
         if feasible.len() == 1 {
             return Ok(feasible[0].name().to_string());
         }

@@ -51,6 +51,9 @@ impl Constraint {
         let Some(n) = node.node.as_deref() else {
             return false;
         };
+        if !self.honor_taints && (!self.honor_affinity || aff.is_empty()) {
+            return true;
+        }
         (!self.honor_affinity || aff.matches(n))
             && (!self.honor_taints || !taints::untolerated(pod, n))
     }
@@ -62,6 +65,9 @@ impl Constraint {
     }
 
     fn count_on(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        if node.pods.is_empty() {
+            return 0;
+        }
         node.pods.iter().filter(|o| self.counts(pod, o)).count() as i64
     }
 }

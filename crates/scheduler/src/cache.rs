@@ -522,6 +522,27 @@ mod tests {
     }
 
     #[test]
+    fn removed_nodes_keep_their_pods_until_they_go_and_the_index_stays_right() {
+        let mut c = Cache::default();
+        for n in ["n1", "n2", "n3"] {
+            c.upsert_node(node(n, json!([])));
+        }
+        let p = pod("a", "1", None);
+        c.upsert_bound_pod(p.clone(), "n1");
+        c.remove_node("n1");
+        assert_eq!(c.node_count(), 2);
+        assert!(c.node("n1").is_none());
+        assert_eq!(c.slot_count(), 3, "a placeholder holds the pod");
+        c.remove_pod(&p.key);
+        assert_eq!(c.slot_count(), 2);
+        c.remove_node("n2");
+        assert_eq!(c.node("n3").map(|n| n.name()), Some("n3"));
+        assert_eq!(c.nodes().count(), 1);
+        c.upsert_node(node("n1", json!([])));
+        assert_eq!(c.node("n1").unwrap().requested.pods, 0);
+    }
+
+    #[test]
     fn image_counts_follow_nodes() {
         let mut c = Cache::default();
         c.upsert_node(node("n1", json!([{"names": ["nginx:1.25", "docker.io/library/nginx@sha256:x"], "sizeBytes": 100}])));

@@ -52,6 +52,20 @@ async fn too_big_pod_gets_upstreams_message_then_schedules_on_a_new_node() {
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     c.node("large", "8", json!({})).await;
     assert_eq!(c.bound("big").await, "large");
+    let pod = c.pods().get("big").await.expect("pod");
+    let scheduled = pod
+        .status
+        .and_then(|s| s.conditions)
+        .and_then(|cs| cs.into_iter().find(|c| c.type_ == "PodScheduled"))
+        .expect("PodScheduled condition");
+    assert_eq!(
+        scheduled.status, "True",
+        "the binding replaced our False condition"
+    );
+    assert_eq!(
+        c.event("big", "Scheduled").await,
+        "Successfully assigned default/big to large"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

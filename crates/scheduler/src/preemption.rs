@@ -125,8 +125,6 @@ pub fn select_victims(
     node: &NodeInfo,
     budgets: &[Budget],
 ) -> Result<(Vec<Arc<PodInfo>>, usize), Vec<String>> {
-    let mut node = node.clone();
-    let mut state = state.clone();
     let pod = state.pod.clone();
     let mut potential: Vec<Arc<PodInfo>> = node
         .pods
@@ -137,6 +135,9 @@ pub fn select_victims(
     if potential.is_empty() {
         return Err(vec![NO_VICTIMS.to_string()]);
     }
+    // What-ifs run on copies; only nodes with possible victims get this far.
+    let mut node = node.clone();
+    let mut state = state.clone();
     for v in &potential {
         node.remove_pod(&v.key);
         state.update(cache, v, &node, -1);

@@ -60,6 +60,19 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Runs the scheduler under leader election until `shutdown`.
+pub async fn scheduler(
+    client: kube::Client,
+    settings: skiff_scheduler::Settings,
+    shutdown: CancellationToken,
+) {
+    leader::Elector::new(client.clone(), election("kube-scheduler"))
+        .run(shutdown, move |leading| {
+            skiff_scheduler::run(client.clone(), settings.clone(), leading)
+        })
+        .await;
+}
+
 /// Runs the controller manager under leader election until `shutdown`.
 pub async fn controller_manager(
     client: kube::Client,

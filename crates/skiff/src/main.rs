@@ -31,9 +31,32 @@ enum Command {
     Server(Box<ServerArgs>),
     /// Run only the controller manager, against an API server named by a kubeconfig.
     ControllerManager(ControllerManagerArgs),
+    /// Run only the scheduler, against an API server named by a kubeconfig.
+    Scheduler(SchedulerArgs),
     /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
     /// heartbeats its Lease and runs the pods bound to it without containers.
     HollowNodes(HollowArgs),
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    /// Kubeconfig of the cluster to schedule for.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+}
+
+async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(components::scheduler(
+        client,
+        skiff_scheduler::Settings::default(),
+        shutdown.clone(),
+    ));
+    wait_for_signal().await?;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    Ok(())
 }
 
 #[derive(Args)]
@@ -247,7 +270,6 @@ async fn server(args: ServerArgs) -> Result<()> {
         bail!("--datastore-certfile/--datastore-keyfile need --datastore-cafile too");
     }
     let _ = args.disable_agent;
-    let _ = args.disable_scheduler;
     config.default_toleration_seconds = skiff_apiserver::admission::DefaultTolerationSeconds {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
@@ -270,6 +292,20 @@ async fn server(args: ServerArgs) -> Result<()> {
     );
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
+    if !args.disable_scheduler {
+        let path = components::component_kubeconfig(
+            &running,
+            &data_dir,
+            "scheduler.kubeconfig",
+            "system:kube-scheduler",
+        )?;
+        let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
+        loops.push(tokio::spawn(components::scheduler(
+            client,
+            skiff_scheduler::Settings::default(),
+            shutdown.clone(),
+        )));
+    }
     if !args.disable_controller_manager {
         let path = components::component_kubeconfig(
             &running,
@@ -345,5 +381,6 @@ fn main() -> Result<()> {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
         Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler(args)),
     }
 }

@@ -1,6 +1,7 @@
 //! What exists from the start, as on upstream clusters: the namespaces `default`,
-//! `kube-system`, `kube-public` and `kube-node-lease`, and the `kubernetes` Service in
-//! `default` (the first service address). Created if missing, on every start, through the
+//! `kube-system`, `kube-public` and `kube-node-lease`, the `kubernetes` Service in
+//! `default` (the first service address), and the system PriorityClasses
+//! `system-cluster-critical` and `system-node-critical`. Created if missing, on every start, through the
 //! same prepare/validate path as API requests; retried until the store answers.
 
 use std::sync::atomic::Ordering;
@@ -19,9 +20,10 @@ async fn ensure(
     group: &str,
     plural: &str,
     namespace: &str,
-    mut obj: Value,
+    obj: Value,
 ) -> Result<(), ApiError> {
     let def = find(group, "v1", plural).ok_or_else(ApiError::path_not_found)?;
+    let mut obj = obj;
     let name = skiff_api::meta::name(&obj).to_string();
     let key = object_key(def, namespace, &name);
     if app.storage.get(&key).await?.is_some() {
@@ -56,7 +58,17 @@ async fn bootstrap(app: &App) -> Result<(), ApiError> {
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": app.config.https_port}]},
     });
-    ensure(app, "", "services", "default", service).await
+    ensure(app, "", "services", "default", service).await?;
+    for (name, value, description) in crate::admission::SYSTEM_PRIORITY_CLASSES {
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name},
+            "value": value,
+            "description": description,
+        });
+        ensure(app, "scheduling.k8s.io", "priorityclasses", "", class).await?;
+    }
+    Ok(())
 }
 
 pub async fn run(app: Arc<App>) {

@@ -4,7 +4,9 @@
 //! `lastTimestamp` on the existing Event instead of creating another.
 //!
 //! Recording never blocks or fails the caller: the write happens on a spawned task and
-//! a failure is logged.
+//! a failure is logged. Writes are bounded (16 at once per recorder) and, as upstream's
+//! broadcaster drops events when its queue is full, events beyond 1,000 waiting are
+//! dropped rather than piling onto a busy API server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,8 @@ impl EventType {
 
 const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
 const MAX_REMEMBERED: usize = 4096;
+const CONCURRENT_WRITES: usize = 16;
+const MAX_WAITING: usize = 1000;
 
 #[derive(Clone)]
 pub struct Recorder {
@@ -40,6 +44,8 @@ pub struct Recorder {
     component: String,
     host: Option<String>,
     seen: Arc<Mutex<HashMap<String, Seen>>>,
+    writes: Arc<tokio::sync::Semaphore>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 struct Seen {
@@ -70,6 +76,8 @@ impl Recorder {
             component: component.into(),
             host: None,
             seen: Arc::new(Mutex::new(HashMap::new())),
+            writes: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_WRITES)),
+            waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -99,9 +107,18 @@ impl Recorder {
 
     /// Records an event about `object` (spawned; never blocks the caller).
     pub fn record(&self, object: ObjectReference, kind: EventType, reason: &str, message: String) {
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(component = %self.component, %reason, "event dropped: too many waiting");
+            return;
+        }
         let this = self.clone();
         let reason = reason.to_string();
         tokio::spawn(async move {
+            let permit = this.writes.clone().acquire_owned().await;
+            this.waiting.fetch_sub(1, Ordering::Relaxed);
+            let Ok(_permit) = permit else { return };
             if let Err(e) = this.write(object, kind, &reason, message).await {
                 tracing::debug!(component = %this.component, %reason, "recording an event failed: {e}");
             }

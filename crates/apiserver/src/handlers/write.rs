@@ -116,6 +116,35 @@ fn with_warnings(
 }
 
 /// Namespace lifecycle admission: no new objects in a missing or terminating namespace.
+/// Priority admission: resolves a pod's priority from the cached PriorityClasses.
+fn admit_priority(req: &Req, pod: &mut Value) -> Result<(), ApiError> {
+    let Some(cache) = crate::resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .and_then(|def| req.app.cache.resource(def))
+    else {
+        return Ok(());
+    };
+    let class = |name: &str| {
+        cache
+            .get(&skiff_store::keys::object_key(
+                "priorityclasses",
+                None,
+                name,
+            ))
+            .map(|o| o.value())
+    };
+    // Upstream picks the lowest-valued class when several claim globalDefault.
+    let default_class = || {
+        let (all, _) = cache.list(&crate::watchcache::Filter::default());
+        all.iter()
+            .map(|o| o.value())
+            .filter(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
+            .min_by_key(|pc| pc.get("value").and_then(Value::as_i64).unwrap_or(0))
+    };
+    crate::admission::resolve_priority(pod, class, default_class).map_err(|refused| {
+        ApiError::forbidden(&req.def.group_resource(), meta::name(pod), &refused.0)
+    })
+}
+
 async fn admit_namespace(req: &Req) -> Result<(), ApiError> {
     if !req.def.namespaced {
         return Ok(());
@@ -192,6 +221,7 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
                 &mut candidate,
                 req.app.config.default_toleration_seconds,
             );
+            admit_priority(req, &mut candidate)?;
         }
         let mut errs = lifecycle::validate_metadata(req.def, &candidate);
         if errs.is_empty() {

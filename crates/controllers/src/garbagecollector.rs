@@ -30,7 +30,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{
-    DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions, PropagationPolicy,
+    DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions,
+    PropagationPolicy,
 };
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -56,7 +57,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("ownerReference of {dependent} names {api_version} {kind}, which the server does not serve")]
+    #[error(
+        "ownerReference of {dependent} names {api_version} {kind}, which the server does not serve"
+    )]
     UnknownKind {
         dependent: String,
         api_version: String,
@@ -134,9 +137,15 @@ impl Collector {
 
     /// Feeds the graph from one type's metadata watch until `stop`; then forgets the
     /// type's objects (the type is no longer served).
-    async fn monitor(self: Arc<Self>, kind: Arc<Type>, stop: CancellationToken, synced: Arc<AtomicBool>) {
+    async fn monitor(
+        self: Arc<Self>,
+        kind: Arc<Type>,
+        stop: CancellationToken,
+        synced: Arc<AtomicBool>,
+    ) {
         // Metadata-only: the graph needs nothing else.
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.client.clone(), &kind.resource);
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(self.client.clone(), &kind.resource);
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let key = kind.key();
@@ -226,7 +235,9 @@ impl Collector {
     async fn live(&self, node: &Node) -> Result<Option<ObjectMeta>, Error> {
         let api = api_for(&self.client, &node.kind, node.namespace.as_deref());
         match api.get_metadata_opt(&node.name).await {
-            Ok(Some(m)) if m.metadata.uid.as_deref() == Some(node.uid.as_str()) => Ok(Some(m.metadata)),
+            Ok(Some(m)) if m.metadata.uid.as_deref() == Some(node.uid.as_str()) => {
+                Ok(Some(m.metadata))
+            }
             Ok(_) => Ok(None),
             Err(e) => Err(Self::api_error("reading", node, e)),
         }
@@ -234,12 +245,20 @@ impl Collector {
 
     /// Writes `metadata` fields with the read resourceVersion, so a concurrent change
     /// makes this a conflict (retried) rather than lost.
-    async fn patch_meta(&self, node: &Node, rv: Option<String>, fields: serde_json::Value) -> Result<(), Error> {
+    async fn patch_meta(
+        &self,
+        node: &Node,
+        rv: Option<String>,
+        fields: serde_json::Value,
+    ) -> Result<(), Error> {
         let api = api_for(&self.client, &node.kind, node.namespace.as_deref());
         let mut meta = fields;
         meta["resourceVersion"] = serde_json::json!(rv);
         let patch = serde_json::json!({ "metadata": meta });
-        match api.patch_metadata(&node.name, &PatchParams::default(), &Patch::Merge(patch)).await {
+        match api
+            .patch_metadata(&node.name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
             Err(e) => Err(Self::api_error("patching", node, e)),
@@ -255,9 +274,17 @@ impl Collector {
             return Ok(());
         }
         let rest = decide::without_finalizer(&current, finalizer);
-        let value = if rest.is_empty() { serde_json::Value::Null } else { serde_json::json!(rest) };
-        self.patch_meta(node, live.resource_version, serde_json::json!({ "finalizers": value }))
-            .await
+        let value = if rest.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(rest)
+        };
+        self.patch_meta(
+            node,
+            live.resource_version,
+            serde_json::json!({ "finalizers": value }),
+        )
+        .await
     }
 
     async fn remove_refs(&self, node: &Node, owners: &[String]) -> Result<(), Error> {
@@ -269,9 +296,17 @@ impl Collector {
         if rest.len() == current.len() {
             return Ok(());
         }
-        let value = if rest.is_empty() { serde_json::Value::Null } else { serde_json::json!(rest) };
-        self.patch_meta(node, live.resource_version, serde_json::json!({ "ownerReferences": value }))
-            .await
+        let value = if rest.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::json!(rest)
+        };
+        self.patch_meta(
+            node,
+            live.resource_version,
+            serde_json::json!({ "ownerReferences": value }),
+        )
+        .await
     }
 
     async fn orphan(&self, owner: &Node) -> Result<Option<Duration>, Error> {
@@ -280,7 +315,8 @@ impl Collector {
             Err(_) => Vec::new(),
         };
         for d in &dependents {
-            self.remove_refs(d, std::slice::from_ref(&owner.uid)).await?;
+            self.remove_refs(d, std::slice::from_ref(&owner.uid))
+                .await?;
         }
         self.remove_finalizer(owner, ORPHAN).await?;
         Ok(None)
@@ -317,11 +353,21 @@ impl Collector {
             r.uid,
             dependent.namespace.as_deref().unwrap_or(""),
         );
-        self.recorder.record(object, EventType::Warning, "OwnerRefInvalidNamespace", message);
+        self.recorder.record(
+            object,
+            EventType::Warning,
+            "OwnerRefInvalidNamespace",
+            message,
+        );
     }
 
     /// Looks up one owner live and classifies it.
-    async fn owner_state(&self, dependent: &Node, r: &OwnerReference, resources: &Resources) -> Result<OwnerState, Error> {
+    async fn owner_state(
+        &self,
+        dependent: &Node,
+        r: &OwnerReference,
+        resources: &Resources,
+    ) -> Result<OwnerState, Error> {
         let Some(kind) = resources.resolve(&r.api_version, &r.kind) else {
             return Err(Error::UnknownKind {
                 dependent: dependent.name.clone(),
@@ -334,13 +380,17 @@ impl Collector {
             self.invalid_namespace_event(dependent, r);
             return Ok(OwnerState::Dangling);
         }
-        let seen_elsewhere = self.node(&r.uid).is_some_and(|o| {
-            o.kind.namespaced && o.namespace != dependent.namespace
-        });
+        let seen_elsewhere = self
+            .node(&r.uid)
+            .is_some_and(|o| o.kind.namespaced && o.namespace != dependent.namespace);
         if seen_elsewhere {
             self.invalid_namespace_event(dependent, r);
         }
-        let namespace = if kind.namespaced { dependent.namespace.as_deref() } else { None };
+        let namespace = if kind.namespaced {
+            dependent.namespace.as_deref()
+        } else {
+            None
+        };
         let api = api_for(&self.client, kind, namespace);
         let found = api
             .get_metadata_opt(&r.name)
@@ -435,7 +485,11 @@ fn sync_monitors(
         }
         let stop = shutdown.child_token();
         let synced = Arc::new(AtomicBool::new(false));
-        tokio::spawn(collector.clone().monitor(Arc::new(t), stop.clone(), synced.clone()));
+        tokio::spawn(
+            collector
+                .clone()
+                .monitor(Arc::new(t), stop.clone(), synced.clone()),
+        );
         monitors.insert(key, Monitor { stop, synced });
     }
 }
@@ -482,7 +536,11 @@ pub fn controller(ctx: &Ctx) -> Loop {
                     async move { c.reconcile(uid).await }
                 }));
             }
-            let wait = if workers_started { REDISCOVERY_PERIOD } else { Duration::from_secs(1) };
+            let wait = if workers_started {
+                REDISCOVERY_PERIOD
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(wait) => {}

@@ -22,8 +22,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use skiff_runtime::{Informer, WorkQueue};
 
-use crate::garbagecollector::discovery::{self, Type};
 use crate::garbagecollector::api_for;
+use crate::garbagecollector::discovery::{self, Type};
 use crate::{Ctx, Loop};
 
 /// The finalizer this controller owns in `spec.finalizers`.
@@ -41,7 +41,10 @@ pub enum Error {
     #[error("namespace {namespace}: discovery failed: {message}")]
     Discovery { namespace: String, message: String },
     #[error("namespace {namespace}: content remains: {remaining}")]
-    ContentRemaining { namespace: String, remaining: String },
+    ContentRemaining {
+        namespace: String,
+        remaining: String,
+    },
 }
 
 /// What one pass over a namespace's content found.
@@ -82,7 +85,11 @@ fn condition(type_: &str, failed: Option<(&str, String)>, ok: (&str, &str)) -> N
 
 /// The five deletion conditions for `report`, keeping a condition's transition time
 /// when its status did not change.
-pub fn conditions(report: &Report, existing: &[NamespaceCondition], now: Timestamp) -> Vec<NamespaceCondition> {
+pub fn conditions(
+    report: &Report,
+    existing: &[NamespaceCondition],
+    now: Timestamp,
+) -> Vec<NamespaceCondition> {
     let remaining: Vec<String> = report
         .remaining
         .iter()
@@ -97,17 +104,25 @@ pub fn conditions(report: &Report, existing: &[NamespaceCondition], now: Timesta
     let mut out = vec![
         condition(
             "NamespaceDeletionDiscoveryFailure",
-            report
-                .discovery_failure
-                .clone()
-                .map(|e| ("DiscoveryFailed", format!("Discovery failed for some groups, 1 failing: {e}"))),
-            ("ResourcesDiscovered", "All resources successfully discovered"),
+            report.discovery_failure.clone().map(|e| {
+                (
+                    "DiscoveryFailed",
+                    format!("Discovery failed for some groups, 1 failing: {e}"),
+                )
+            }),
+            (
+                "ResourcesDiscovered",
+                "All resources successfully discovered",
+            ),
         ),
         // Discovery hands back typed group/versions, so none fail to parse.
         condition(
             "NamespaceDeletionGroupVersionParsingFailure",
             None,
-            ("ParsedGroupVersions", "All legacy kube types successfully parsed"),
+            (
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed",
+            ),
         ),
         condition(
             "NamespaceDeletionContentFailure",
@@ -121,12 +136,18 @@ pub fn conditions(report: &Report, existing: &[NamespaceCondition], now: Timesta
                     ),
                 )
             }),
-            ("ContentDeleted", "All content successfully deleted, may be waiting on finalization"),
+            (
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization",
+            ),
         ),
         condition(
             "NamespaceContentRemaining",
             (!remaining.is_empty()).then(|| {
-                ("SomeResourcesRemain", format!("Some resources are remaining: {}", remaining.join(", ")))
+                (
+                    "SomeResourcesRemain",
+                    format!("Some resources are remaining: {}", remaining.join(", ")),
+                )
             }),
             ("ContentRemoved", "All content successfully removed"),
         ),
@@ -135,10 +156,16 @@ pub fn conditions(report: &Report, existing: &[NamespaceCondition], now: Timesta
             (!finalizers.is_empty()).then(|| {
                 (
                     "SomeFinalizersRemain",
-                    format!("Some content in the namespace has finalizers remaining: {}", finalizers.join(", ")),
+                    format!(
+                        "Some content in the namespace has finalizers remaining: {}",
+                        finalizers.join(", ")
+                    ),
                 )
             }),
-            ("ContentHasNoFinalizers", "All content-preserving finalizers finished"),
+            (
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished",
+            ),
         ),
     ];
     for c in &mut out {
@@ -161,7 +188,14 @@ pub fn conditions(report: &Report, existing: &[NamespaceCondition], now: Timesta
 
 /// Whether writing `want` over `have` changes anything but transition times.
 pub fn conditions_changed(have: &[NamespaceCondition], want: &[NamespaceCondition]) -> bool {
-    let key = |c: &NamespaceCondition| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone());
+    let key = |c: &NamespaceCondition| {
+        (
+            c.type_.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+        )
+    };
     have.len() != want.len() || have.iter().zip(want).any(|(a, b)| key(a) != key(b))
 }
 
@@ -242,7 +276,9 @@ impl State {
             return Ok(());
         }
         for obj in api.list_metadata(&ListParams::default()).await?.items {
-            let Some(name) = obj.metadata.name else { continue };
+            let Some(name) = obj.metadata.name else {
+                continue;
+            };
             match api.delete(&name, &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -275,13 +311,17 @@ impl State {
                 }
             }
             if let Err(e) = self.delete_type(&t, namespace).await {
-                report.delete_failures.push(format!("{}: {e}", t.group_resource()));
+                report
+                    .delete_failures
+                    .push(format!("{}: {e}", t.group_resource()));
                 continue;
             }
             let api = api_for(&self.client, &t, Some(namespace));
             match api.list_metadata(&ListParams::default()).await {
                 Ok(list) if !list.items.is_empty() => {
-                    report.remaining.insert(remaining_name(&t), list.items.len());
+                    report
+                        .remaining
+                        .insert(remaining_name(&t), list.items.len());
                     for item in &list.items {
                         for f in item.metadata.finalizers.iter().flatten() {
                             *report.finalizers.entry(f.clone()).or_default() += 1;
@@ -289,7 +329,9 @@ impl State {
                     }
                 }
                 Ok(_) => {}
-                Err(e) => report.delete_failures.push(format!("{}: {e}", t.group_resource())),
+                Err(e) => report
+                    .delete_failures
+                    .push(format!("{}: {e}", t.group_resource())),
             }
         }
         report
@@ -304,7 +346,11 @@ impl State {
         }
         let report = self.delete_content(&ns, &namespace).await;
         let api: Api<Namespace> = Api::all(self.client.clone());
-        let have = ns.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let have = ns
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         let want = conditions(&report, &have, Timestamp::now());
         if conditions_changed(&have, &want) {
             let patch = serde_json::json!({"status": {"phase": "Terminating", "conditions": want}});
@@ -332,7 +378,11 @@ impl State {
             });
         }
         // Empty: release the namespace through /finalize, from its current version.
-        let Some(mut live) = api.get_opt(&namespace).await.map_err(Self::err(&namespace, "reading"))? else {
+        let Some(mut live) = api
+            .get_opt(&namespace)
+            .await
+            .map_err(Self::err(&namespace, "reading"))?
+        else {
             return Ok(None);
         };
         if !needs_finalizing(&live) {
@@ -372,10 +422,15 @@ pub fn controller(ctx: &Ctx) -> Loop {
     });
     let ctx = ctx.clone();
     Box::pin(async move {
-        skiff_runtime::worker::run(queue, ctx.settings.workers, ctx.shutdown.clone(), move |ns| {
-            let s = state.clone();
-            async move { s.reconcile(ns).await }
-        })
+        skiff_runtime::worker::run(
+            queue,
+            ctx.settings.workers,
+            ctx.shutdown.clone(),
+            move |ns| {
+                let s = state.clone();
+                async move { s.reconcile(ns).await }
+            },
+        )
         .await
     })
 }
@@ -397,8 +452,16 @@ mod tests {
         let cs = conditions(&Report::default(), &[], ts("2026-01-01T00:00:00Z"));
         assert_eq!(cs.len(), 5);
         assert!(cs.iter().all(|c| c.status == "False"));
-        assert_eq!(by_type(&cs, "NamespaceContentRemaining").reason.as_deref(), Some("ContentRemoved"));
-        assert_eq!(by_type(&cs, "NamespaceDeletionDiscoveryFailure").reason.as_deref(), Some("ResourcesDiscovered"));
+        assert_eq!(
+            by_type(&cs, "NamespaceContentRemaining").reason.as_deref(),
+            Some("ContentRemoved")
+        );
+        assert_eq!(
+            by_type(&cs, "NamespaceDeletionDiscoveryFailure")
+                .reason
+                .as_deref(),
+            Some("ResourcesDiscovered")
+        );
     }
 
     #[test]
@@ -428,10 +491,19 @@ mod tests {
             ..Default::default()
         };
         let c = conditions(&failed, &[], ts("2026-01-01T00:00:00Z"));
-        assert_eq!(by_type(&c, "NamespaceDeletionDiscoveryFailure").reason.as_deref(), Some("DiscoveryFailed"));
+        assert_eq!(
+            by_type(&c, "NamespaceDeletionDiscoveryFailure")
+                .reason
+                .as_deref(),
+            Some("DiscoveryFailed")
+        );
         assert!(!failed.is_empty());
         assert!(!report.is_empty());
-        assert!(Report { remaining: [("pods.".to_string(), 0)].into(), ..Default::default() }.is_empty());
+        assert!(Report {
+            remaining: [("pods.".to_string(), 0)].into(),
+            ..Default::default()
+        }
+        .is_empty());
     }
 
     #[test]
@@ -447,7 +519,10 @@ mod tests {
         let changed = conditions(&remaining, &first, ts("2026-01-02T00:00:00Z"));
         assert!(conditions_changed(&first, &changed));
         let c = by_type(&changed, "NamespaceContentRemaining");
-        assert_eq!(c.last_transition_time, Some(Time(ts("2026-01-02T00:00:00Z"))));
+        assert_eq!(
+            c.last_transition_time,
+            Some(Time(ts("2026-01-02T00:00:00Z")))
+        );
     }
 
     #[test]
@@ -462,11 +537,36 @@ mod tests {
         let at = ts("2026-01-01T00:00:00Z");
         let cases: Vec<(&str, Vec<Pod>, &str, i64)> = vec![
             ("no pods", vec![], "2026-01-01T00:00:00Z", 0),
-            ("default grace", vec![pod(None, "Running")], "2026-01-01T00:00:00Z", 30),
-            ("longest wins", vec![pod(Some(5), "Running"), pod(Some(60), "Running")], "2026-01-01T00:00:00Z", 60),
-            ("finished pods ignored", vec![pod(Some(60), "Succeeded")], "2026-01-01T00:00:00Z", 0),
-            ("time already spent", vec![pod(Some(60), "Running")], "2026-01-01T00:00:20Z", 40),
-            ("past due", vec![pod(Some(10), "Running")], "2026-01-01T00:01:00Z", 0),
+            (
+                "default grace",
+                vec![pod(None, "Running")],
+                "2026-01-01T00:00:00Z",
+                30,
+            ),
+            (
+                "longest wins",
+                vec![pod(Some(5), "Running"), pod(Some(60), "Running")],
+                "2026-01-01T00:00:00Z",
+                60,
+            ),
+            (
+                "finished pods ignored",
+                vec![pod(Some(60), "Succeeded")],
+                "2026-01-01T00:00:00Z",
+                0,
+            ),
+            (
+                "time already spent",
+                vec![pod(Some(60), "Running")],
+                "2026-01-01T00:00:20Z",
+                40,
+            ),
+            (
+                "past due",
+                vec![pod(Some(10), "Running")],
+                "2026-01-01T00:01:00Z",
+                0,
+            ),
         ];
         for (name, pods, now, want) in cases {
             assert_eq!(estimate_pod_termination(&pods, at, ts(now)), want, "{name}");
@@ -485,6 +585,9 @@ mod tests {
         assert!(needs_finalizing(&ns(true, &["kubernetes"])));
         assert!(!needs_finalizing(&ns(false, &["kubernetes"])));
         assert!(!needs_finalizing(&ns(true, &["other"])));
-        assert_eq!(without_finalizer(&ns(true, &["a", "kubernetes"])), vec!["a"]);
+        assert_eq!(
+            without_finalizer(&ns(true, &["a", "kubernetes"])),
+            vec!["a"]
+        );
     }
 }

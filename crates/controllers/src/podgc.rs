@@ -194,7 +194,10 @@ impl State {
     async fn pass(&mut self) {
         let all = self.pods.list();
         let nodes = self.nodes.list();
-        let known: HashSet<String> = nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
+        let known: HashSet<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
         let missing = missing_nodes(&all, &known);
         let now = Instant::now();
         self.missing_since.retain(|n, _| missing.contains(n));
@@ -239,10 +242,14 @@ impl State {
             }
         }
         let mut dp = DeleteParams::default().grace_period(0);
-        dp.preconditions = pod.metadata.uid.clone().map(|uid| kube::api::Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        });
+        dp.preconditions = pod
+            .metadata
+            .uid
+            .clone()
+            .map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            });
         match api.delete(&name, &dp).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
@@ -288,7 +295,9 @@ mod tests {
     }
 
     fn names(ps: &[Arc<Pod>]) -> Vec<&str> {
-        ps.iter().map(|p| p.metadata.name.as_deref().unwrap_or("")).collect()
+        ps.iter()
+            .map(|p| p.metadata.name.as_deref().unwrap_or(""))
+            .collect()
     }
 
     #[test]
@@ -304,7 +313,13 @@ mod tests {
             pod("new", "2026-01-04T00:00:00Z", "Succeeded", Some("n"), false),
             pod("old", "2026-01-01T00:00:00Z", "Failed", Some("n"), false),
             pod("mid", "2026-01-02T00:00:00Z", "Succeeded", Some("n"), false),
-            pod("running", "2025-01-01T00:00:00Z", "Running", Some("n"), false),
+            pod(
+                "running",
+                "2025-01-01T00:00:00Z",
+                "Running",
+                Some("n"),
+                false,
+            ),
             evicted,
         ];
         let cases: &[(&str, usize, Vec<&str>)] = &[
@@ -315,20 +330,66 @@ mod tests {
             ("keep one", 1, vec!["evicted", "old", "mid"]),
         ];
         for (name, threshold, want) in cases {
-            assert_eq!(&names(&terminated_to_delete(&all, *threshold)), want, "{name}");
+            assert_eq!(
+                &names(&terminated_to_delete(&all, *threshold)),
+                want,
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn plan_cases() {
         let all = vec![
-            pod("orphan", "2026-01-01T00:00:00Z", "Running", Some("gone"), false),
-            pod("quarantined", "2026-01-01T00:00:00Z", "Running", Some("missing"), false),
-            pod("healthy", "2026-01-01T00:00:00Z", "Running", Some("here"), false),
-            pod("unscheduled-deleting", "2026-01-01T00:00:00Z", "Pending", None, true),
-            pod("unscheduled", "2026-01-01T00:00:00Z", "Pending", None, false),
-            pod("oos-deleting", "2026-01-01T00:00:00Z", "Running", Some("oos"), true),
-            pod("oos-running", "2026-01-01T00:00:00Z", "Running", Some("oos"), false),
+            pod(
+                "orphan",
+                "2026-01-01T00:00:00Z",
+                "Running",
+                Some("gone"),
+                false,
+            ),
+            pod(
+                "quarantined",
+                "2026-01-01T00:00:00Z",
+                "Running",
+                Some("missing"),
+                false,
+            ),
+            pod(
+                "healthy",
+                "2026-01-01T00:00:00Z",
+                "Running",
+                Some("here"),
+                false,
+            ),
+            pod(
+                "unscheduled-deleting",
+                "2026-01-01T00:00:00Z",
+                "Pending",
+                None,
+                true,
+            ),
+            pod(
+                "unscheduled",
+                "2026-01-01T00:00:00Z",
+                "Pending",
+                None,
+                false,
+            ),
+            pod(
+                "oos-deleting",
+                "2026-01-01T00:00:00Z",
+                "Running",
+                Some("oos"),
+                true,
+            ),
+            pod(
+                "oos-running",
+                "2026-01-01T00:00:00Z",
+                "Running",
+                Some("oos"),
+                false,
+            ),
         ];
         let node = |name: &str, tainted: bool, ready: &str| -> Arc<Node> {
             Arc::new(
@@ -367,10 +428,16 @@ mod tests {
         let done = pod("p", "2026-01-01T00:00:00Z", "Succeeded", Some("n"), false);
         let orphan = failed_status(&running, Reason::Orphaned).unwrap();
         assert_eq!(orphan["status"]["phase"], "Failed");
-        assert_eq!(orphan["status"]["conditions"][0]["reason"], "DeletionByPodGC");
+        assert_eq!(
+            orphan["status"]["conditions"][0]["reason"],
+            "DeletionByPodGC"
+        );
         let unscheduled = failed_status(&running, Reason::UnscheduledTerminating).unwrap();
         assert!(unscheduled["status"].get("conditions").is_none());
-        assert!(failed_status(&done, Reason::Terminated).is_none(), "terminal pods keep their phase");
+        assert!(
+            failed_status(&done, Reason::Terminated).is_none(),
+            "terminal pods keep their phase"
+        );
         let done_orphan = failed_status(&done, Reason::Orphaned).unwrap();
         assert!(done_orphan["status"].get("phase").is_none());
     }

@@ -109,10 +109,15 @@ pub fn controller(ctx: &Ctx) -> Loop {
     });
     let ctx = ctx.clone();
     Box::pin(async move {
-        skiff_runtime::worker::run(queue, ctx.settings.workers, ctx.shutdown.clone(), move |ns| {
-            let s = state.clone();
-            async move { s.reconcile(ns).await }
-        })
+        skiff_runtime::worker::run(
+            queue,
+            ctx.settings.workers,
+            ctx.shutdown.clone(),
+            move |ns| {
+                let s = state.clone();
+                async move { s.reconcile(ns).await }
+            },
+        )
         .await
     })
 }
@@ -132,11 +137,31 @@ mod tests {
     #[test]
     fn missing_accounts_cases() {
         let cases: &[(&str, Namespace, bool, Vec<&str>)] = &[
-            ("active without default", ns(false, Some("Active")), false, vec!["default"]),
-            ("active with default", ns(false, Some("Active")), true, vec![]),
+            (
+                "active without default",
+                ns(false, Some("Active")),
+                false,
+                vec!["default"],
+            ),
+            (
+                "active with default",
+                ns(false, Some("Active")),
+                true,
+                vec![],
+            ),
             ("no phase yet", ns(false, None), false, vec!["default"]),
-            ("terminating phase", ns(false, Some("Terminating")), false, vec![]),
-            ("deletion requested", ns(true, Some("Active")), false, vec![]),
+            (
+                "terminating phase",
+                ns(false, Some("Terminating")),
+                false,
+                vec![],
+            ),
+            (
+                "deletion requested",
+                ns(true, Some("Active")),
+                false,
+                vec![],
+            ),
         ];
         for (name, n, has, want) in cases {
             assert_eq!(&missing_accounts(n, |_| *has), want, "{name}");

@@ -17,7 +17,10 @@ pub enum OwnerState {
 
 /// Classifies an owner from a live read: `None` = not found; else its uid, whether it is
 /// being deleted, and its finalizers.
-pub fn owner_state(reference: &OwnerReference, live: Option<(&str, bool, &[String])>) -> OwnerState {
+pub fn owner_state(
+    reference: &OwnerReference,
+    live: Option<(&str, bool, &[String])>,
+) -> OwnerState {
     match live {
         None => OwnerState::Dangling,
         Some((uid, _, _)) if uid != reference.uid => OwnerState::Dangling,
@@ -41,7 +44,11 @@ pub enum Action {
 /// Upstream's attemptToDeleteItem: an object with a live owner stays (losing references
 /// to dead or foreground-deleting owners); one without is deleted, in the foreground
 /// when an owner waits on it and it has dependents of its own, else per its finalizers.
-pub fn decide(owners: &[(OwnerReference, OwnerState)], has_dependents: bool, finalizers: &[String]) -> Action {
+pub fn decide(
+    owners: &[(OwnerReference, OwnerState)],
+    has_dependents: bool,
+    finalizers: &[String],
+) -> Action {
     if owners.is_empty() {
         return Action::Nothing;
     }
@@ -90,7 +97,10 @@ pub fn foreground_step(owner: &Node, dependents: &[&Node]) -> (Vec<String>, bool
 
 /// `refs` without the references to `uids`.
 pub fn without_refs(refs: &[OwnerReference], uids: &[String]) -> Vec<OwnerReference> {
-    refs.iter().filter(|r| !uids.contains(&r.uid)).cloned().collect()
+    refs.iter()
+        .filter(|r| !uids.contains(&r.uid))
+        .cloned()
+        .collect()
 }
 
 /// `finalizers` without `f`.
@@ -111,11 +121,27 @@ mod tests {
         let orphan = vec![ORPHAN.to_string()];
         let cases: &[(&str, Option<(&str, bool, &[String])>, OwnerState)] = &[
             ("not found", None, OwnerState::Dangling),
-            ("same name, other uid", Some(("u2", false, none)), OwnerState::Dangling),
+            (
+                "same name, other uid",
+                Some(("u2", false, none)),
+                OwnerState::Dangling,
+            ),
             ("live", Some(("u1", false, none)), OwnerState::Solid),
-            ("foreground finalizer but not deleting", Some(("u1", false, &fg)), OwnerState::Solid),
-            ("foreground deleting", Some(("u1", true, &fg)), OwnerState::WaitingForDependents),
-            ("orphan deleting", Some(("u1", true, &orphan)), OwnerState::Solid),
+            (
+                "foreground finalizer but not deleting",
+                Some(("u1", false, &fg)),
+                OwnerState::Solid,
+            ),
+            (
+                "foreground deleting",
+                Some(("u1", true, &fg)),
+                OwnerState::WaitingForDependents,
+            ),
+            (
+                "orphan deleting",
+                Some(("u1", true, &orphan)),
+                OwnerState::Solid,
+            ),
         ];
         for (name, live, want) in cases {
             assert_eq!(owner_state(&r, *live), *want, "{name}");
@@ -129,16 +155,70 @@ mod tests {
         let none: Vec<String> = vec![];
         let orphan = vec![ORPHAN.to_string()];
         let fg = vec![FOREGROUND.to_string()];
-        let cases: Vec<(&str, Vec<(OwnerReference, OwnerState)>, bool, &Vec<String>, Action)> = vec![
+        let cases: Vec<(
+            &str,
+            Vec<(OwnerReference, OwnerState)>,
+            bool,
+            &Vec<String>,
+            Action,
+        )> = vec![
             ("no owners", vec![], false, &none, Action::Nothing),
-            ("all solid", vec![r("a", Solid), r("b", Solid)], false, &none, Action::Nothing),
-            ("one dangling one solid", vec![r("a", Dangling), r("b", Solid)], false, &none, Action::RemoveRefs(vec!["a".into()])),
-            ("waiting and solid", vec![r("a", WaitingForDependents), r("b", Solid)], false, &none, Action::RemoveRefs(vec!["a".into()])),
-            ("all dangling", vec![r("a", Dangling), r("b", Dangling)], false, &none, Action::Delete("Background")),
-            ("dangling, item orphans its own dependents", vec![r("a", Dangling)], false, &orphan, Action::Delete("Orphan")),
-            ("dangling, item foreground", vec![r("a", Dangling)], false, &fg, Action::Delete("Foreground")),
-            ("waiting owner, item has dependents", vec![r("a", WaitingForDependents)], true, &none, Action::Delete("Foreground")),
-            ("waiting owner, no dependents", vec![r("a", WaitingForDependents)], false, &none, Action::Delete("Background")),
+            (
+                "all solid",
+                vec![r("a", Solid), r("b", Solid)],
+                false,
+                &none,
+                Action::Nothing,
+            ),
+            (
+                "one dangling one solid",
+                vec![r("a", Dangling), r("b", Solid)],
+                false,
+                &none,
+                Action::RemoveRefs(vec!["a".into()]),
+            ),
+            (
+                "waiting and solid",
+                vec![r("a", WaitingForDependents), r("b", Solid)],
+                false,
+                &none,
+                Action::RemoveRefs(vec!["a".into()]),
+            ),
+            (
+                "all dangling",
+                vec![r("a", Dangling), r("b", Dangling)],
+                false,
+                &none,
+                Action::Delete("Background"),
+            ),
+            (
+                "dangling, item orphans its own dependents",
+                vec![r("a", Dangling)],
+                false,
+                &orphan,
+                Action::Delete("Orphan"),
+            ),
+            (
+                "dangling, item foreground",
+                vec![r("a", Dangling)],
+                false,
+                &fg,
+                Action::Delete("Foreground"),
+            ),
+            (
+                "waiting owner, item has dependents",
+                vec![r("a", WaitingForDependents)],
+                true,
+                &none,
+                Action::Delete("Foreground"),
+            ),
+            (
+                "waiting owner, no dependents",
+                vec![r("a", WaitingForDependents)],
+                false,
+                &none,
+                Action::Delete("Background"),
+            ),
         ];
         for (name, owners, deps, fins, want) in cases {
             assert_eq!(decide(&owners, deps, fins), want, "{name}");
@@ -155,8 +235,14 @@ mod tests {
         assert_eq!(check, vec!["b", "l"]);
         assert!(!done, "a blocking dependent holds the owner");
         let (check, done) = foreground_step(&owner, &[&blocking_deleting]);
-        assert!(check.is_empty(), "dependents already being deleted need nothing more");
-        assert!(!done, "a blocking dependent holds the owner until it is gone");
+        assert!(
+            check.is_empty(),
+            "dependents already being deleted need nothing more"
+        );
+        assert!(
+            !done,
+            "a blocking dependent holds the owner until it is gone"
+        );
         let (check, done) = foreground_step(&owner, &[&loose]);
         assert_eq!(check, vec!["l"]);
         assert!(done, "non-blocking dependents do not hold the owner");
@@ -166,7 +252,10 @@ mod tests {
     #[test]
     fn list_edits() {
         let refs = vec![owner_ref("a", true), owner_ref("b", false)];
-        assert_eq!(without_refs(&refs, &["a".into()]), vec![owner_ref("b", false)]);
+        assert_eq!(
+            without_refs(&refs, &["a".into()]),
+            vec![owner_ref("b", false)]
+        );
         let f = vec!["x".to_string(), ORPHAN.to_string()];
         assert_eq!(without_finalizer(&f, ORPHAN), vec!["x".to_string()]);
     }

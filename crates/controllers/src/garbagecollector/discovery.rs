@@ -84,7 +84,8 @@ impl Resources {
             .get(&(api_version.to_string(), kind.to_string()))
             .or_else(|| {
                 let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-                self.by_group_kind.get(&(group.to_string(), kind.to_string()))
+                self.by_group_kind
+                    .get(&(group.to_string(), kind.to_string()))
             })
     }
 
@@ -97,7 +98,9 @@ impl Resources {
                     .iter()
                     .any(|(g, r)| t.resource.group == *g && t.resource.plural == *r)
             })
-            .filter(|t| t.supports(verbs::LIST) && t.supports(verbs::WATCH) && t.supports(verbs::DELETE))
+            .filter(|t| {
+                t.supports(verbs::LIST) && t.supports(verbs::WATCH) && t.supports(verbs::DELETE)
+            })
             .cloned()
             .collect()
     }
@@ -132,7 +135,13 @@ pub async fn discover(client: &kube::Client) -> Result<Resources, kube::Error> {
 }
 
 #[cfg(test)]
-pub(crate) fn test_type(api_version: &str, kind: &str, plural: &str, namespaced: bool, verbs: &[&str]) -> Type {
+pub(crate) fn test_type(
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    verbs: &[&str],
+) -> Type {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     Type {
         resource: ApiResource {
@@ -160,10 +169,28 @@ mod tests {
             test_type("v1", "Node", "nodes", false, ALL),
             test_type("apps/v1", "ReplicaSet", "replicasets", true, ALL),
             test_type("v1", "Binding", "bindings", true, &["create"]),
-            test_type("authorization.k8s.io/v1", "SelfSubjectReview", "selfsubjectreviews", false, &["create"]),
-            test_type("stable.example.com/v1", "Widget", "widgets", true, &["list", "delete"]),
+            test_type(
+                "authorization.k8s.io/v1",
+                "SelfSubjectReview",
+                "selfsubjectreviews",
+                false,
+                &["create"],
+            ),
+            test_type(
+                "stable.example.com/v1",
+                "Widget",
+                "widgets",
+                true,
+                &["list", "delete"],
+            ),
         ];
-        let all = vec![test_type("stable.example.com/v2", "Widget", "widgets", true, &["list", "delete"])];
+        let all = vec![test_type(
+            "stable.example.com/v2",
+            "Widget",
+            "widgets",
+            true,
+            &["list", "delete"],
+        )];
         Resources::new(preferred, all)
     }
 
@@ -173,12 +200,18 @@ mod tests {
 
     #[test]
     fn garbage_collectable_needs_list_watch_delete_and_skips_events() {
-        assert_eq!(plurals(&resources().garbage_collectable()), vec!["pods", "nodes", "replicasets"]);
+        assert_eq!(
+            plurals(&resources().garbage_collectable()),
+            vec!["pods", "nodes", "replicasets"]
+        );
     }
 
     #[test]
     fn namespaced_deletable_skips_cluster_scoped_and_create_only() {
-        assert_eq!(plurals(&resources().namespaced_deletable()), vec!["pods", "events", "replicasets", "widgets"]);
+        assert_eq!(
+            plurals(&resources().namespaced_deletable()),
+            vec!["pods", "events", "replicasets", "widgets"]
+        );
     }
 
     #[test]
@@ -187,13 +220,32 @@ mod tests {
         let cases: &[(&str, &str, &str, Option<&str>)] = &[
             ("exact core", "v1", "Pod", Some("pods")),
             ("exact group", "apps/v1", "ReplicaSet", Some("replicasets")),
-            ("other served version", "stable.example.com/v2", "Widget", Some("widgets")),
-            ("unserved version of a known kind", "apps/v1beta2", "ReplicaSet", Some("replicasets")),
+            (
+                "other served version",
+                "stable.example.com/v2",
+                "Widget",
+                Some("widgets"),
+            ),
+            (
+                "unserved version of a known kind",
+                "apps/v1beta2",
+                "ReplicaSet",
+                Some("replicasets"),
+            ),
             ("unknown kind", "v1", "Gizmo", None),
         ];
         for (name, av, kind, want) in cases {
-            assert_eq!(r.resolve(av, kind).map(|t| t.resource.plural.as_str()), *want, "{name}");
+            assert_eq!(
+                r.resolve(av, kind).map(|t| t.resource.plural.as_str()),
+                *want,
+                "{name}"
+            );
         }
-        assert_eq!(r.resolve("apps/v1", "ReplicaSet").map(Type::group_resource).as_deref(), Some("replicasets.apps"));
+        assert_eq!(
+            r.resolve("apps/v1", "ReplicaSet")
+                .map(Type::group_resource)
+                .as_deref(),
+            Some("replicasets.apps")
+        );
     }
 }

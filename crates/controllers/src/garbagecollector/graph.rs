@@ -131,8 +131,7 @@ impl Graph {
         let needs_check = node.owners.iter().any(|r| match self.nodes.get(&r.uid) {
             None => true,
             Some(o) => {
-                o.deleting_dependents()
-                    || (o.kind.namespaced && o.namespace != node.namespace)
+                o.deleting_dependents() || (o.kind.namespaced && o.namespace != node.namespace)
             }
         });
         if needs_check && !node.deleting {
@@ -140,7 +139,13 @@ impl Graph {
         }
         // Its dependents may have been waiting for it to show up or to start deleting.
         if became(Node::deleting_dependents) {
-            wake.extend(self.dependents.get(&node.uid).into_iter().flatten().cloned());
+            wake.extend(
+                self.dependents
+                    .get(&node.uid)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
         }
         self.nodes.insert(node.uid.clone(), node);
         dedup(wake)
@@ -196,7 +201,11 @@ pub(crate) mod tests {
     #[test]
     fn upsert_and_remove_wake_the_right_uids() {
         let mut g = Graph::default();
-        assert_eq!(g.upsert(node("owner", &[], false, &[])), Vec::<String>::new(), "plain owner: nothing to do");
+        assert_eq!(
+            g.upsert(node("owner", &[], false, &[])),
+            Vec::<String>::new(),
+            "plain owner: nothing to do"
+        );
         assert_eq!(
             g.upsert(node("dep", &[owner_ref("owner", true)], false, &[])),
             Vec::<String>::new(),
@@ -220,11 +229,23 @@ pub(crate) mod tests {
         );
         assert!(g.dependents("owner").is_empty());
         g.upsert(node("dep", &[owner_ref("owner", true)], false, &[]));
-        assert_eq!(g.remove("dep"), vec!["owner"], "a removed dependent wakes its owner");
+        assert_eq!(
+            g.remove("dep"),
+            vec!["owner"],
+            "a removed dependent wakes its owner"
+        );
         g.upsert(node("dep2", &[owner_ref("owner2", false)], false, &[]));
         g.upsert(node("owner2", &[], false, &[]));
-        assert_eq!(g.remove("owner2"), vec!["dep2"], "a removed owner wakes its dependents");
-        assert_eq!(g.upsert(node("o3", &[], true, &[ORPHAN])), vec!["o3"], "orphaning wakes the owner");
+        assert_eq!(
+            g.remove("owner2"),
+            vec!["dep2"],
+            "a removed owner wakes its dependents"
+        );
+        assert_eq!(
+            g.upsert(node("o3", &[], true, &[ORPHAN])),
+            vec!["o3"],
+            "orphaning wakes the owner"
+        );
         assert!(g.remove("nope").is_empty());
     }
 
@@ -234,12 +255,20 @@ pub(crate) mod tests {
         let mut owner = node("owner", &[], false, &[]);
         owner.namespace = Some("other".into());
         g.upsert(owner);
-        assert_eq!(g.upsert(node("dep", &[owner_ref("owner", false)], false, &[])), vec!["dep"]);
+        assert_eq!(
+            g.upsert(node("dep", &[owner_ref("owner", false)], false, &[])),
+            vec!["dep"]
+        );
     }
 
     #[test]
     fn blocks_reads_block_owner_deletion() {
-        let n = node("d", &[owner_ref("a", true), owner_ref("b", false)], false, &[]);
+        let n = node(
+            "d",
+            &[owner_ref("a", true), owner_ref("b", false)],
+            false,
+            &[],
+        );
         assert!(n.blocks("a"));
         assert!(!n.blocks("b"));
         assert!(!n.blocks("c"));

@@ -119,7 +119,8 @@ mod tests {
         let none: &[String] = &[];
         let fg = vec![FOREGROUND.to_string()];
         let orphan = vec![ORPHAN.to_string()];
-        let cases: &[(&str, Option<(&str, bool, &[String])>, OwnerState)] = &[
+        type Live<'a> = Option<(&'a str, bool, &'a [String])>;
+        let cases: &[(&str, Live, OwnerState)] = &[
             ("not found", None, OwnerState::Dangling),
             (
                 "same name, other uid",
@@ -155,13 +156,14 @@ mod tests {
         let none: Vec<String> = vec![];
         let orphan = vec![ORPHAN.to_string()];
         let fg = vec![FOREGROUND.to_string()];
-        let cases: Vec<(
-            &str,
+        type Case<'a> = (
+            &'a str,
             Vec<(OwnerReference, OwnerState)>,
             bool,
-            &Vec<String>,
+            &'a Vec<String>,
             Action,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             ("no owners", vec![], false, &none, Action::Nothing),
             (
                 "all solid",

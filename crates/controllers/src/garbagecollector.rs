@@ -522,7 +522,21 @@ pub fn controller(ctx: &Ctx) -> Loop {
             if !workers_started && !monitors.is_empty() {
                 // Acting before the graph holds every type could, e.g., finish a
                 // foreground deletion whose dependents are not yet observed.
+                let waiting_since = std::time::Instant::now();
+                let mut warned = false;
                 while !monitors.values().all(|m| m.synced.load(Ordering::SeqCst)) {
+                    if !warned && waiting_since.elapsed() > Duration::from_secs(30) {
+                        warned = true;
+                        let unsynced: Vec<&String> = monitors
+                            .iter()
+                            .filter(|(_, m)| !m.synced.load(Ordering::SeqCst))
+                            .map(|(k, _)| k)
+                            .collect();
+                        tracing::warn!(
+                            ?unsynced,
+                            "garbage collector still waiting for its graph to sync"
+                        );
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_millis(50)) => {}

@@ -325,3 +325,35 @@ async fn cluster_scoped_owner_and_invalid_cluster_scoped_dependent() {
         .unwrap();
     gone(&cms, "node-child", "dependent of the deleted Node deleted").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_to_an_owner_in_another_namespace_counts_as_absent() {
+    let cluster = Cluster::start(&["garbagecollector"]).await;
+    cluster.namespace("team-a").await;
+    cluster.namespace("team-b").await;
+    let owner = configmap(&cluster.api::<ConfigMap>("team-a"), "owner", vec![], &[]).await;
+    let cms_b = cluster.api::<ConfigMap>("team-b");
+    configmap(&cms_b, "cross", vec![owner_ref(&owner, false)], &[]).await;
+    gone(
+        &cms_b,
+        "cross",
+        "dependent naming an owner of another namespace collected",
+    )
+    .await;
+    assert!(cluster
+        .api::<ConfigMap>("team-a")
+        .get_opt("owner")
+        .await
+        .unwrap()
+        .is_some());
+    let events = cluster.api::<k8s_openapi::api::core::v1::Event>("team-b");
+    eventually("OwnerRefInvalidNamespace event", WAIT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("OwnerRefInvalidNamespace")
+                && e.type_.as_deref() == Some("Warning")
+                && e.involved_object.name.as_deref() == Some("cross")
+        })
+    })
+    .await;
+}

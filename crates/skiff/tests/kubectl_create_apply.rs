@@ -356,3 +356,18 @@ fn no_new_objects_in_a_terminating_namespace() {
     // What was there before is still readable.
     server.ok(&["get", "configmap", "before", "-n", "going"]);
 }
+
+/// A namespace whose `spec.finalizers` are already empty goes at once when deleted: there
+/// is nothing for the namespace controller to do (here none runs).
+#[test]
+fn a_namespace_without_finalizers_is_deleted_at_once() {
+    let server = Server::start_with(&["--disable-controller-manager"]);
+    server.ok(&["create", "namespace", "light"]);
+    server.ok_stdin(
+        &["replace", "--raw", "/api/v1/namespaces/light/finalize", "-f", "-"],
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"light"},"spec":{"finalizers":[]}}"#,
+    );
+    server.ok(&["delete", "namespace", "light", "--wait=false"]);
+    let err = server.fails(&["get", "namespace", "light"]);
+    assert!(err.contains(r#"namespaces "light" not found"#), "{err}");
+}

@@ -633,6 +633,16 @@ async fn delete_one(req: &Req, name: &str, opts: &DeleteOptions) -> Result<Value
                     Err(_) => continue,
                 }
             }
+            // Marked, but nothing is left to wait for (e.g. a namespace whose
+            // spec.finalizers are already empty): gone at once, as upstream.
+            DeletePlan::Mark(marked) if lifecycle::finalized(req.def, &marked) => {
+                let claims = req.def.hooks.claims(&current);
+                match req.app.storage.delete(&key, expected, &claims).await? {
+                    Ok(()) => return Ok(marked),
+                    Err(WriteConflict::Object(None)) => return Err(ApiError::not_found(&gr, name)),
+                    Err(_) => continue,
+                }
+            }
             DeletePlan::Mark(marked) => {
                 if marked == current {
                     return Ok(current);

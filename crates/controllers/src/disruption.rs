@@ -99,13 +99,16 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let q = queue.clone();
     pdbs.on_change(move |c| {
         let spec_changed = match (&c.old, &c.new) {
-            (Some(o), Some(n)) => o.spec != n.spec || o.metadata.generation != n.metadata.generation,
+            (Some(o), Some(n)) => {
+                o.spec != n.spec || o.metadata.generation != n.metadata.generation
+            }
             _ => true,
         };
         // Status changes by the eviction subresource (disruptedPods) matter too.
         let status_changed = match (&c.old, &c.new) {
             (Some(o), Some(n)) => {
-                o.status.as_ref().map(|s| &s.disrupted_pods) != n.status.as_ref().map(|s| &s.disrupted_pods)
+                o.status.as_ref().map(|s| &s.disrupted_pods)
+                    != n.status.as_ref().map(|s| &s.disrupted_pods)
             }
             _ => false,
         };
@@ -160,7 +163,11 @@ impl State {
             }
         };
         self.write(&key, &pdb, new).await?;
-        Ok(recheck.map(|at| at.duration_since(now).unsigned_abs().max(Duration::from_millis(10))))
+        Ok(recheck.map(|at| {
+            at.duration_since(now)
+                .unsigned_abs()
+                .max(Duration::from_millis(10))
+        }))
     }
 
     async fn compute(
@@ -178,7 +185,8 @@ impl State {
             .filter(|p| selector.matches(p.metadata.labels.as_ref()))
             .collect();
         if pods.is_empty() {
-            self.recorder.normal(pdb, "NoPods", "No matching pods found");
+            self.recorder
+                .normal(pdb, "NoPods", "No matching pods found");
         }
         let refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
         let scale = if status::needs_expected_scale(pdb) {
@@ -196,7 +204,11 @@ impl State {
     }
 
     /// The summed scale of the pods' distinct controllers.
-    async fn expected_scale(&self, pdb: &PodDisruptionBudget, pods: &[&Pod]) -> Result<i32, String> {
+    async fn expected_scale(
+        &self,
+        pdb: &PodDisruptionBudget,
+        pods: &[&Pod],
+    ) -> Result<i32, String> {
         let mut scales: HashMap<String, i32> = HashMap::new();
         let mut unmanaged = Vec::new();
         for pod in pods {
@@ -243,7 +255,9 @@ impl State {
                 if !matches(rs.metadata.uid.as_ref()) {
                     return None;
                 }
-                if let Some(d) = owner::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment") {
+                if let Some(d) =
+                    owner::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")
+                {
                     let dep = self.deployments.get_named(Some(ns), &d.name)?;
                     if dep.metadata.uid.as_deref() != Some(d.uid.as_str()) {
                         return None;
@@ -251,23 +265,38 @@ impl State {
                     let replicas = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
                     return Some((d.uid.clone(), replicas));
                 }
-                Some((cref.uid.clone(), rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                Some((
+                    cref.uid.clone(),
+                    rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ))
             }
             ("v1", "ReplicationController") => {
                 let rc = self.rcs.get_named(Some(ns), &cref.name)?;
-                matches(rc.metadata.uid.as_ref())
-                    .then(|| (cref.uid.clone(), rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                matches(rc.metadata.uid.as_ref()).then(|| {
+                    (
+                        cref.uid.clone(),
+                        rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    )
+                })
             }
             ("apps/v1", "StatefulSet") => {
                 let ss = self.statefulsets.get_named(Some(ns), &cref.name)?;
-                matches(ss.metadata.uid.as_ref())
-                    .then(|| (cref.uid.clone(), ss.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))
+                matches(ss.metadata.uid.as_ref()).then(|| {
+                    (
+                        cref.uid.clone(),
+                        ss.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    )
+                })
             }
             (api_version, kind) => {
                 let api = target::scale_api(self.client.clone(), ns, api_version, kind);
                 let scale = api.get_scale(&cref.name).await.ok()?;
-                (scale.metadata.uid.as_deref() == Some(cref.uid.as_str()))
-                    .then(|| (cref.uid.clone(), scale.spec.and_then(|s| s.replicas).unwrap_or(0)))
+                (scale.metadata.uid.as_deref() == Some(cref.uid.as_str())).then(|| {
+                    (
+                        cref.uid.clone(),
+                        scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+                    )
+                })
             }
         }
     }
@@ -284,7 +313,10 @@ impl State {
         let mut p = pdb.clone();
         p.status = Some(new);
         let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), key.namespace());
-        match api.replace_status(&key.name, &PostParams::default(), &p).await {
+        match api
+            .replace_status(&key.name, &PostParams::default(), &p)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(source) => Err(Error::UpdateStatus {

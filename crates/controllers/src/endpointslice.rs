@@ -15,6 +15,7 @@ pub mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -83,10 +84,17 @@ fn enqueue_pod_services(
 }
 
 /// What the controller last wrote per service, so a sync can tell a stale cache.
+/// A write not seen within [`TRACK_TIMEOUT`] is given up on (someone else may have
+/// deleted or replaced the slice meanwhile), as expectations expire.
 #[derive(Default)]
 struct Tracker {
-    map: Mutex<HashMap<ObjectKey, HashMap<String, Option<u64>>>>,
+    map: Mutex<HashMap<ObjectKey, Writes>>,
 }
+
+/// Slice name -> the resourceVersion written (`None`: deleted) and when.
+type Writes = HashMap<String, (Option<u64>, Instant)>;
+
+const TRACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn rv(slice: &EndpointSlice) -> u64 {
     slice
@@ -104,11 +112,14 @@ impl Tracker {
         let Some(writes) = map.get_mut(key) else {
             return true;
         };
-        writes.retain(|name, want| match (want, cached.get(name)) {
-            (Some(v), Some(s)) => rv(s) < *v,
-            (Some(_), None) => true,
-            (None, Some(_)) => true,
-            (None, None) => false,
+        writes.retain(|name, (want, at)| {
+            let unseen = match (want, cached.get(name)) {
+                (Some(v), Some(s)) => rv(s) < *v,
+                (Some(_), None) => true,
+                (None, Some(_)) => true,
+                (None, None) => false,
+            };
+            unseen && at.elapsed() < TRACK_TIMEOUT
         });
         let fresh = writes.is_empty();
         if fresh {
@@ -127,7 +138,9 @@ impl Tracker {
 
     fn record(&self, key: &ObjectKey, name: String, v: Option<u64>) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone()).or_default().insert(name, v);
+        map.entry(key.clone())
+            .or_default()
+            .insert(name, (v, Instant::now()));
     }
 
     fn forget(&self, key: &ObjectKey) {
@@ -277,7 +290,10 @@ impl Slices {
             let done = api
                 .replace(&name, &PostParams::default(), slice)
                 .await
-                .map_err(api_err("update EndpointSlice", format!("{}/{name}", key.namespace())))?;
+                .map_err(api_err(
+                    "update EndpointSlice",
+                    format!("{}/{name}", key.namespace()),
+                ))?;
             self.tracker.wrote(key, &done);
         }
         for slice in &plan.create {
@@ -377,7 +393,12 @@ impl LegacyEndpoints {
             return Ok(());
         };
         // Without a selector the Endpoints are the user's to write.
-        if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_none() {
+        if svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_none()
+        {
             return Ok(());
         }
         let trigger = self
@@ -389,8 +410,7 @@ impl LegacyEndpoints {
         let pods = selected_pods(&self.pods, &svc);
         let refs: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
         let trigger_str = trigger.to_string();
-        let Some(want) =
-            legacy::desired_endpoints(&svc, &refs, current.as_deref(), &trigger_str)
+        let Some(want) = legacy::desired_endpoints(&svc, &refs, current.as_deref(), &trigger_str)
         else {
             return Ok(());
         };

@@ -103,7 +103,10 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let leases = ctx.informers.informer::<Lease>();
     let pods = ctx.informers.informer::<Pod>();
     pods.add_index(PODS_BY_NODE, |p: &Pod| {
-        podutil::node_name(p).map(str::to_string).into_iter().collect()
+        podutil::node_name(p)
+            .map(str::to_string)
+            .into_iter()
+            .collect()
     });
     let grace = ctx.settings.node_monitor_grace_period;
     let state = Arc::new(State {
@@ -198,11 +201,7 @@ impl State {
             let lease = self.leases.get_named(Some(NODE_LEASE_NAMESPACE), &name);
             let h = {
                 let mut map = lock(&self.health);
-                let h = health::observe(
-                    map.get(&name),
-                    health::signs(node, lease.as_deref()),
-                    now,
-                );
+                let h = health::observe(map.get(&name), health::signs(node, lease.as_deref()), now);
                 map.insert(name.clone(), h.clone());
                 h
             };
@@ -233,11 +232,18 @@ impl State {
         self.update_zones(zones::zone_states(readiness), now);
     }
 
-    async fn write_unknown(&self, node: &Node, conditions: Vec<k8s_openapi::api::core::v1::NodeCondition>) -> bool {
+    async fn write_unknown(
+        &self,
+        node: &Node,
+        conditions: Vec<k8s_openapi::api::core::v1::NodeCondition>,
+    ) -> bool {
         let mut n = node.clone();
         n.status.get_or_insert_with(Default::default).conditions = Some(conditions);
         let api: Api<Node> = Api::all(self.client.clone());
-        match api.replace_status(&node.name_any(), &PostParams::default(), &n).await {
+        match api
+            .replace_status(&node.name_any(), &PostParams::default(), &n)
+            .await
+        {
             Ok(_) => true,
             Err(e) => {
                 // The next pass retries with a fresh copy.
@@ -328,8 +334,12 @@ impl State {
             }
             cond.status = "False".into();
             cond.last_transition_time = Some(Time(Timestamp::now()));
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
-            match api.replace_status(&pod.name_any(), &PostParams::default(), &p).await {
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+            match api
+                .replace_status(&pod.name_any(), &PostParams::default(), &p)
+                .await
+            {
                 Ok(_) => self
                     .recorder
                     .warning(pod.as_ref(), "NodeNotReady", "Node is not ready"),
@@ -366,7 +376,10 @@ impl State {
                 Err(wait) => again = Some(wait.unwrap_or(self.period).max(self.period)),
             }
         }
-        let present: HashSet<String> = no_execute_taints(&node).into_iter().map(|t| t.key).collect();
+        let present: HashSet<String> = no_execute_taints(&node)
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
         lock(&self.first_seen).retain(|(n, k), _| *n != name || present.contains(k));
         if let Some(taints) = taints {
             let mut n = (*node).clone();
@@ -478,8 +491,13 @@ impl State {
                 Err(e) => return Err(api_err("add DisruptionTarget to pod", key.to_string())(e)),
             }
         }
-        podcontrol::delete(&self.client, key.namespace(), &key.name, pod.metadata.uid.as_deref())
-            .await
-            .map_err(api_err("delete pod", key.to_string()))
+        podcontrol::delete(
+            &self.client,
+            key.namespace(),
+            &key.name,
+            pod.metadata.uid.as_deref(),
+        )
+        .await
+        .map_err(api_err("delete pod", key.to_string()))
     }
 }

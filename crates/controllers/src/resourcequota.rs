@@ -57,7 +57,11 @@ struct State {
     counters: Vec<(&'static str, Counter)>,
 }
 
-fn enqueue_namespace(quotas: &Informer<ResourceQuota>, queue: &WorkQueue<ObjectKey>, ns: Option<&str>) {
+fn enqueue_namespace(
+    quotas: &Informer<ResourceQuota>,
+    queue: &WorkQueue<ObjectKey>,
+    ns: Option<&str>,
+) {
     if let Some(ns) = ns {
         for q in quotas.list_namespace(ns) {
             queue.add(ObjectKey::of(q.as_ref()));
@@ -143,8 +147,20 @@ pub fn controller(ctx: &Ctx) -> Loop {
         }
     });
     let mut counters = Vec::new();
-    counted::<ConfigMap>(ctx, &quotas, &queue, &["configmaps", "count/configmaps"], &mut counters);
-    counted::<Secret>(ctx, &quotas, &queue, &["secrets", "count/secrets"], &mut counters);
+    counted::<ConfigMap>(
+        ctx,
+        &quotas,
+        &queue,
+        &["configmaps", "count/configmaps"],
+        &mut counters,
+    );
+    counted::<Secret>(
+        ctx,
+        &quotas,
+        &queue,
+        &["secrets", "count/secrets"],
+        &mut counters,
+    );
     counted::<ReplicationController>(
         ctx,
         &quotas,
@@ -159,12 +175,42 @@ pub fn controller(ctx: &Ctx) -> Loop {
         &["resourcequotas", "count/resourcequotas"],
         &mut counters,
     );
-    counted::<Deployment>(ctx, &quotas, &queue, &["count/deployments.apps"], &mut counters);
-    counted::<ReplicaSet>(ctx, &quotas, &queue, &["count/replicasets.apps"], &mut counters);
-    counted::<StatefulSet>(ctx, &quotas, &queue, &["count/statefulsets.apps"], &mut counters);
-    counted::<DaemonSet>(ctx, &quotas, &queue, &["count/daemonsets.apps"], &mut counters);
+    counted::<Deployment>(
+        ctx,
+        &quotas,
+        &queue,
+        &["count/deployments.apps"],
+        &mut counters,
+    );
+    counted::<ReplicaSet>(
+        ctx,
+        &quotas,
+        &queue,
+        &["count/replicasets.apps"],
+        &mut counters,
+    );
+    counted::<StatefulSet>(
+        ctx,
+        &quotas,
+        &queue,
+        &["count/statefulsets.apps"],
+        &mut counters,
+    );
+    counted::<DaemonSet>(
+        ctx,
+        &quotas,
+        &queue,
+        &["count/daemonsets.apps"],
+        &mut counters,
+    );
     counted::<Job>(ctx, &quotas, &queue, &["count/jobs.batch"], &mut counters);
-    counted::<CronJob>(ctx, &quotas, &queue, &["count/cronjobs.batch"], &mut counters);
+    counted::<CronJob>(
+        ctx,
+        &quotas,
+        &queue,
+        &["count/cronjobs.batch"],
+        &mut counters,
+    );
     counted::<HorizontalPodAutoscaler>(
         ctx,
         &quotas,
@@ -198,14 +244,18 @@ pub fn controller(ctx: &Ctx) -> Loop {
 }
 
 /// Whether two quantity maps hold the same values (whatever their spelling).
-fn same_quantities(a: Option<&BTreeMap<String, K8sQuantity>>, b: &BTreeMap<String, K8sQuantity>) -> bool {
+fn same_quantities(
+    a: Option<&BTreeMap<String, K8sQuantity>>,
+    b: &BTreeMap<String, K8sQuantity>,
+) -> bool {
     let Some(a) = a else {
         return b.is_empty();
     };
     a.len() == b.len()
         && a.iter().all(|(k, v)| {
             let parse = |q: &K8sQuantity| q.0.parse::<Quantity>().ok();
-            b.get(k).is_some_and(|w| parse(v).is_some() && parse(v) == parse(w))
+            b.get(k)
+                .is_some_and(|w| parse(v).is_some() && parse(v) == parse(w))
         })
 }
 

@@ -17,8 +17,20 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn status_of(p: &PodDisruptionBudget) -> Option<(i32, i32, i32, i32, String)> {
     let s = p.status.as_ref()?;
-    let reason = s.conditions.as_ref()?.iter().find(|c| c.type_ == "DisruptionAllowed")?.reason.clone();
-    Some((s.current_healthy, s.desired_healthy, s.expected_pods, s.disruptions_allowed, reason))
+    let reason = s
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "DisruptionAllowed")?
+        .reason
+        .clone();
+    Some((
+        s.current_healthy,
+        s.desired_healthy,
+        s.expected_pods,
+        s.disruptions_allowed,
+        reason,
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -32,7 +44,11 @@ async fn budget_status_follows_pods_and_gates_evictions() {
                  "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
     }))
     .unwrap();
-    let rs = cluster.api::<ReplicaSet>("default").create(&PostParams::default(), &rs).await.unwrap();
+    let rs = cluster
+        .api::<ReplicaSet>("default")
+        .create(&PostParams::default(), &rs)
+        .await
+        .unwrap();
     let pods = cluster.api::<Pod>("default");
     for i in 0..3 {
         let pod: Pod = serde_json::from_value(serde_json::json!({
@@ -46,11 +62,18 @@ async fn budget_status_follows_pods_and_gates_evictions() {
     }
     let pdbs = cluster.api::<PodDisruptionBudget>("default");
     for (name, spec) in [
-        ("min", serde_json::json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}})),
-        ("max", serde_json::json!({"maxUnavailable": "34%", "selector": {"matchLabels": {"app": "web"}}})),
+        (
+            "min",
+            serde_json::json!({"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}),
+        ),
+        (
+            "max",
+            serde_json::json!({"maxUnavailable": "34%", "selector": {"matchLabels": {"app": "web"}}}),
+        ),
     ] {
         let pdb: PodDisruptionBudget =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec})).unwrap();
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "spec": spec}))
+                .unwrap();
         pdbs.create(&PostParams::default(), &pdb).await.unwrap();
     }
     // minAvailable 2 of 3 ready pods: one disruption allowed.
@@ -65,7 +88,10 @@ async fn budget_status_follows_pods_and_gates_evictions() {
         (status_of(&p)? == (3, 1, 3, 2, "SufficientPods".into())).then_some(p)
     })
     .await;
-    assert_eq!(max.status.unwrap().observed_generation, max.metadata.generation);
+    assert_eq!(
+        max.status.unwrap().observed_generation,
+        max.metadata.generation
+    );
 
     // Evict one pod: allowed. The budgets then have two healthy pods.
     pods.evict("web-0", &EvictParams::default()).await.unwrap();
@@ -81,7 +107,8 @@ async fn budget_status_follows_pods_and_gates_evictions() {
         .await
         .unwrap();
     config.default_retry = false;
-    let no_retry: kube::Api<Pod> = kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let no_retry: kube::Api<Pod> =
+        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
     match no_retry.evict("web-1", &EvictParams::default()).await {
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 429, "{s:?}"),
         other => panic!("eviction should be refused by the budget, got {other:?}"),

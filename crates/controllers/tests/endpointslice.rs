@@ -87,7 +87,10 @@ async fn service_pods_become_endpoints_and_readiness_flips_them() {
     for s in &found {
         assert_eq!(s.address_type, "IPv4");
         let labels = s.metadata.labels.as_ref().unwrap();
-        assert_eq!(labels["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+        assert_eq!(
+            labels["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(owner.uid, svc.metadata.uid.clone().unwrap());
         assert!(s.metadata.name.as_deref().unwrap().starts_with("web-"));
@@ -100,7 +103,12 @@ async fn service_pods_become_endpoints_and_readiness_flips_them() {
     }
 
     // web-0 turns not ready: its endpoint's ready flips to false, serving too.
-    set_status(&pods, "web-0", serde_json::json!({"conditions": [{"type": "Ready", "status": "False"}]})).await;
+    set_status(
+        &pods,
+        "web-0",
+        serde_json::json!({"conditions": [{"type": "Ready", "status": "False"}]}),
+    )
+    .await;
     eventually("web-0's endpoint not ready", WAIT, || async {
         let s = slices(&slice_api, "web").await;
         let e = s
@@ -118,14 +126,23 @@ async fn service_pods_become_endpoints_and_readiness_flips_them() {
     let ep = eventually("Endpoints mirror the pods", WAIT, || async {
         let ep = ep_api.get("web").await.ok()?;
         let subsets = ep.subsets.clone()?;
-        let ready: usize = subsets.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum();
-        let not_ready: usize = subsets.iter().map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len)).sum();
+        let ready: usize = subsets
+            .iter()
+            .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+            .sum();
+        let not_ready: usize = subsets
+            .iter()
+            .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+            .sum();
         (ready == 2 && not_ready == 1).then_some(ep)
     })
     .await;
     let subsets = ep.subsets.clone().unwrap();
     assert_eq!(subsets.len(), 2);
-    let nr = subsets.iter().find(|s| s.not_ready_addresses.is_some()).unwrap();
+    let nr = subsets
+        .iter()
+        .find(|s| s.not_ready_addresses.is_some())
+        .unwrap();
     assert_eq!(nr.not_ready_addresses.as_ref().unwrap()[0].ip, "10.42.0.20");
     assert_eq!(nr.ports.as_ref().unwrap()[0].port, 8080);
     let annotations = ep.metadata.annotations.clone().unwrap_or_default();
@@ -146,7 +163,10 @@ async fn service_pods_become_endpoints_and_readiness_flips_them() {
 async fn services_without_selector_get_no_managed_slices_and_losing_it_removes_them() {
     let cluster = Cluster::start(&["endpointslice"]).await;
     let services = cluster.api::<Service>("default");
-    for (name, selector) in [("manual", serde_json::Value::Null), ("auto", serde_json::json!({"app": "x"}))] {
+    for (name, selector) in [
+        ("manual", serde_json::Value::Null),
+        ("auto", serde_json::json!({"app": "x"})),
+    ] {
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
             "spec": {"selector": selector, "ports": [{"port": 80}]}
@@ -163,7 +183,11 @@ async fn services_without_selector_get_no_managed_slices_and_losing_it_removes_t
     .await;
     assert!(slices(&slice_api, "manual").await.is_empty());
     services
-        .patch("auto", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"selector": null}})))
+        .patch(
+            "auto",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"selector": null}})),
+        )
         .await
         .unwrap();
     eventually("auto's slice deleted", WAIT, || async {

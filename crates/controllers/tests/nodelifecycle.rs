@@ -46,7 +46,11 @@ fn heartbeat(client: kube::Client, node: &'static str, alive: Arc<AtomicBool>) {
                              "renewTime": Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()},
                 });
                 let _ = api
-                    .patch(node, &PatchParams::apply("kubelet").force(), &Patch::Apply(&lease))
+                    .patch(
+                        node,
+                        &PatchParams::apply("kubelet").force(),
+                        &Patch::Apply(&lease),
+                    )
                     .await;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -87,7 +91,10 @@ async fn unreachable_node_is_tainted_and_its_pods_evicted_by_toleration() {
         ..Default::default()
     };
     let cluster = Cluster::start_with(&["nodelifecycle"], settings).await;
-    let (a_alive, b_alive) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicBool::new(true)));
+    let (a_alive, b_alive) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicBool::new(true)),
+    );
     heartbeat(cluster.client.clone(), "node-a", a_alive.clone());
     heartbeat(cluster.client.clone(), "node-b", b_alive.clone());
     cluster.fake_kubelet(&["node-a", "node-b"]).await;
@@ -113,16 +120,28 @@ async fn unreachable_node_is_tainted_and_its_pods_evicted_by_toleration() {
     // Both nodes heartbeat: past the grace period nothing happens.
     tokio::time::sleep(GRACE + Duration::from_secs(1)).await;
     let a = nodes.get("node-a").await.unwrap();
-    assert_eq!(ready_status(&a).unwrap().0, "True", "a renewing node stays Ready");
-    assert!(!has_taint(&a, "node.kubernetes.io/unreachable", "NoExecute"));
+    assert_eq!(
+        ready_status(&a).unwrap().0,
+        "True",
+        "a renewing node stays Ready"
+    );
+    assert!(!has_taint(
+        &a,
+        "node.kubernetes.io/unreachable",
+        "NoExecute"
+    ));
 
     a_alive.store(false, Ordering::SeqCst);
     let stopped = Instant::now();
-    let a = eventually("node-a unknown and tainted", Duration::from_secs(20), || async {
-        let n = nodes.get("node-a").await.ok()?;
-        let unknown = ready_status(&n)? == ("Unknown".into(), Some("NodeStatusUnknown".into()));
-        (unknown && has_taint(&n, "node.kubernetes.io/unreachable", "NoExecute")).then_some(n)
-    })
+    let a = eventually(
+        "node-a unknown and tainted",
+        Duration::from_secs(20),
+        || async {
+            let n = nodes.get("node-a").await.ok()?;
+            let unknown = ready_status(&n)? == ("Unknown".into(), Some("NodeStatusUnknown".into()));
+            (unknown && has_taint(&n, "node.kubernetes.io/unreachable", "NoExecute")).then_some(n)
+        },
+    )
     .await;
     let tainted = Instant::now();
     assert!(
@@ -130,21 +149,36 @@ async fn unreachable_node_is_tainted_and_its_pods_evicted_by_toleration() {
         "tainted {:?} after the lease stopped",
         tainted - stopped
     );
-    assert!(has_taint(&a, "node.kubernetes.io/unreachable", "NoSchedule"));
+    assert!(has_taint(
+        &a,
+        "node.kubernetes.io/unreachable",
+        "NoSchedule"
+    ));
     let mem = a.status.as_ref().unwrap().conditions.as_ref().unwrap();
-    assert!(mem.iter().any(|c| c.type_ == "MemoryPressure" && c.status == "Unknown"));
+    assert!(mem
+        .iter()
+        .any(|c| c.type_ == "MemoryPressure" && c.status == "Unknown"));
     let b = nodes.get("node-b").await.unwrap();
     assert_eq!(ready_status(&b).unwrap().0, "True");
-    assert!(!has_taint(&b, "node.kubernetes.io/unreachable", "NoExecute"));
+    assert!(!has_taint(
+        &b,
+        "node.kubernetes.io/unreachable",
+        "NoExecute"
+    ));
 
     eventually("doomed deleted at once", Duration::from_secs(5), || async {
         gone(&pods, "doomed").await.then_some(())
     })
     .await;
-    assert!(!gone(&pods, "patient").await, "patient tolerates the taint for 3 s");
-    eventually("patient deleted after its 3 s", Duration::from_secs(10), || async {
-        gone(&pods, "patient").await.then_some(())
-    })
+    assert!(
+        !gone(&pods, "patient").await,
+        "patient tolerates the taint for 3 s"
+    );
+    eventually(
+        "patient deleted after its 3 s",
+        Duration::from_secs(10),
+        || async { gone(&pods, "patient").await.then_some(()) },
+    )
     .await;
     assert!(
         tainted.elapsed() >= Duration::from_secs(1),
@@ -152,26 +186,41 @@ async fn unreachable_node_is_tainted_and_its_pods_evicted_by_toleration() {
         tainted.elapsed()
     );
     let events: Api<Event> = cluster.api("default");
-    eventually("TaintManagerEviction event", Duration::from_secs(5), || async {
-        let list = events.list(&ListParams::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("TaintManagerEviction")
-                    && e.message.as_deref() == Some("Marking for deletion Pod default/doomed")
-            })
-            .then_some(())
-    })
+    eventually(
+        "TaintManagerEviction event",
+        Duration::from_secs(5),
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("TaintManagerEviction")
+                        && e.message.as_deref() == Some("Marking for deletion Pod default/doomed")
+                })
+                .then_some(())
+        },
+    )
     .await;
     // The pod tolerating forever stays, marked not Ready.
     let stays = eventually("stays marked not ready", Duration::from_secs(5), || async {
         let p = pods.get("stays").await.ok()?;
-        let ready = p.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")?.status.clone();
+        let ready = p
+            .status
+            .as_ref()?
+            .conditions
+            .as_ref()?
+            .iter()
+            .find(|c| c.type_ == "Ready")?
+            .status
+            .clone();
         (ready == "False").then_some(p)
     })
     .await;
     assert!(stays.metadata.deletion_timestamp.is_none());
-    assert!(!gone(&pods, "on-b").await, "pods of healthy nodes are untouched");
+    assert!(
+        !gone(&pods, "on-b").await,
+        "pods of healthy nodes are untouched"
+    );
 
     // The kubelet comes back: lease renewed, Ready posted. The taints go.
     a_alive.store(true, Ordering::SeqCst);
@@ -185,15 +234,28 @@ async fn unreachable_node_is_tainted_and_its_pods_evicted_by_toleration() {
         )
         .await
         .unwrap();
-    eventually("node-a's taints removed", Duration::from_secs(10), || async {
-        let n = nodes.get("node-a").await.ok()?;
-        let any = n.spec?.taints.unwrap_or_default().iter().any(|t| t.key.starts_with("node.kubernetes.io/"));
-        (!any).then_some(())
-    })
+    eventually(
+        "node-a's taints removed",
+        Duration::from_secs(10),
+        || async {
+            let n = nodes.get("node-a").await.ok()?;
+            let any = n
+                .spec?
+                .taints
+                .unwrap_or_default()
+                .iter()
+                .any(|t| t.key.starts_with("node.kubernetes.io/"));
+            (!any).then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(GRACE + Duration::from_secs(1)).await;
     let a = nodes.get("node-a").await.unwrap();
-    assert_eq!(ready_status(&a).unwrap().0, "True", "a renewing node is not marked again");
+    assert_eq!(
+        ready_status(&a).unwrap().0,
+        "True",
+        "a renewing node is not marked again"
+    );
     assert!(!gone(&pods, "stays").await);
 }
 
@@ -202,19 +264,36 @@ async fn any_untolerated_no_execute_taint_evicts_and_the_pod_gets_disruption_tar
     let cluster = Cluster::start(&["nodelifecycle"]).await;
     cluster.fake_kubelet(&["node-a"]).await;
     let pods = cluster.api::<Pod>("default");
-    pods.create(&PostParams::default(), &pod("plain", "node-a", serde_json::json!([])))
+    pods.create(
+        &PostParams::default(),
+        &pod("plain", "node-a", serde_json::json!([])),
+    )
+    .await
+    .unwrap();
+    let tolerant = pod(
+        "tolerant",
+        "node-a",
+        serde_json::json!([{"key": "example.com/maintenance", "operator": "Exists"}]),
+    );
+    pods.create(&PostParams::default(), &tolerant)
         .await
         .unwrap();
-    let tolerant = pod("tolerant", "node-a", serde_json::json!([{"key": "example.com/maintenance", "operator": "Exists"}]));
-    pods.create(&PostParams::default(), &tolerant).await.unwrap();
     // A finalizer keeps the evicted pod readable, so its condition can be checked.
-    pods.patch("plain", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}})))
-        .await
-        .unwrap();
+    pods.patch(
+        "plain",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}})),
+    )
+    .await
+    .unwrap();
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     nodes
-        .patch("node-a", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"taints": [
-            {"key": "example.com/maintenance", "effect": "NoExecute"}]}})))
+        .patch(
+            "node-a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"taints": [
+            {"key": "example.com/maintenance", "effect": "NoExecute"}]}})),
+        )
         .await
         .unwrap();
     let p = eventually("plain evicted", Duration::from_secs(10), || async {
@@ -222,12 +301,26 @@ async fn any_untolerated_no_execute_taint_evicts_and_the_pod_gets_disruption_tar
         p.metadata.deletion_timestamp.is_some().then_some(p)
     })
     .await;
-    let cond = p.status.unwrap().conditions.unwrap().into_iter().find(|c| c.type_ == "DisruptionTarget").unwrap();
-    assert_eq!((cond.status.as_str(), cond.reason.as_deref()), ("True", Some("DeletionByTaintManager")));
-    assert!(!gone(&pods, "tolerant").await);
-    pods.patch("plain", &PatchParams::default(), &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})))
-        .await
+    let cond = p
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "DisruptionTarget")
         .unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("True", Some("DeletionByTaintManager"))
+    );
+    assert!(!gone(&pods, "tolerant").await);
+    pods.patch(
+        "plain",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
     // The user's taint stays: the controller only manages its own.
     let n = nodes.get("node-a").await.unwrap();
     assert!(has_taint(&n, "example.com/maintenance", "NoExecute"));

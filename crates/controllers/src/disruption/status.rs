@@ -113,7 +113,14 @@ pub fn count_healthy(pods: &[&Pod], disrupted: &BTreeMap<String, Time>) -> i32 {
 }
 
 /// Sets the DisruptionAllowed condition, keeping its transition time if unchanged.
-fn set_condition(conditions: &mut Vec<Condition>, status: &str, reason: &str, message: &str, generation: i64, now: &Time) {
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: &Time,
+) {
     let new = Condition {
         type_: CONDITION.into(),
         status: status.into(),
@@ -192,47 +199,108 @@ mod tests {
     #[test]
     fn desired_healthy_as_upstream() {
         let cases = [
-            ("minAvailable int counts matching pods", serde_json::json!({"minAvailable": 2}), 4, None, (4, 2)),
-            ("minAvailable percent of the scale, rounded up", serde_json::json!({"minAvailable": "50%"}), 4, Some(5), (5, 3)),
-            ("maxUnavailable int", serde_json::json!({"maxUnavailable": 1}), 3, Some(3), (3, 2)),
-            ("maxUnavailable percent rounds up the unavailable", serde_json::json!({"maxUnavailable": "30%"}), 3, Some(5), (5, 3)),
-            ("maxUnavailable above the scale floors at zero", serde_json::json!({"maxUnavailable": 9}), 3, Some(3), (3, 0)),
+            (
+                "minAvailable int counts matching pods",
+                serde_json::json!({"minAvailable": 2}),
+                4,
+                None,
+                (4, 2),
+            ),
+            (
+                "minAvailable percent of the scale, rounded up",
+                serde_json::json!({"minAvailable": "50%"}),
+                4,
+                Some(5),
+                (5, 3),
+            ),
+            (
+                "maxUnavailable int",
+                serde_json::json!({"maxUnavailable": 1}),
+                3,
+                Some(3),
+                (3, 2),
+            ),
+            (
+                "maxUnavailable percent rounds up the unavailable",
+                serde_json::json!({"maxUnavailable": "30%"}),
+                3,
+                Some(5),
+                (5, 3),
+            ),
+            (
+                "maxUnavailable above the scale floors at zero",
+                serde_json::json!({"maxUnavailable": 9}),
+                3,
+                Some(3),
+                (3, 0),
+            ),
             ("neither", serde_json::json!({}), 3, None, (0, 0)),
         ];
         for (name, spec, count, scale, want) in cases {
             let p = pdb(spec, serde_json::Value::Null);
-            assert_eq!(expected_and_desired(&p, count, scale).unwrap(), want, "{name}");
+            assert_eq!(
+                expected_and_desired(&p, count, scale).unwrap(),
+                want,
+                "{name}"
+            );
         }
-        assert!(needs_expected_scale(&pdb(serde_json::json!({"maxUnavailable": 1}), serde_json::Value::Null)));
-        assert!(!needs_expected_scale(&pdb(serde_json::json!({"minAvailable": 1}), serde_json::Value::Null)));
+        assert!(needs_expected_scale(&pdb(
+            serde_json::json!({"maxUnavailable": 1}),
+            serde_json::Value::Null
+        )));
+        assert!(!needs_expected_scale(&pdb(
+            serde_json::json!({"minAvailable": 1}),
+            serde_json::Value::Null
+        )));
         assert!(scaled(&IntOrString::String("x".into()), 3).is_err());
     }
 
     #[test]
     fn pending_evictions_do_not_count_as_healthy_until_they_expire() {
         let now = Timestamp::from_second(1000).unwrap();
-        let p = pdb(serde_json::json!({"minAvailable": 1}), serde_json::json!({
-            "a": "1970-01-01T00:16:00Z", "b": "1970-01-01T00:10:00Z"}));
+        let p = pdb(
+            serde_json::json!({"minAvailable": 1}),
+            serde_json::json!({
+            "a": "1970-01-01T00:16:00Z", "b": "1970-01-01T00:10:00Z"}),
+        );
         let (a, b, c) = (pod("a", true), pod("b", true), pod("c", false));
         let pods = [&a, &b, &c];
         let (pending, recheck) = pending_disruptions(&p, &pods, now);
-        assert_eq!(pending.keys().collect::<Vec<_>>(), vec!["a"], "b's eviction timed out");
+        assert_eq!(
+            pending.keys().collect::<Vec<_>>(),
+            vec!["a"],
+            "b's eviction timed out"
+        );
         assert_eq!(recheck, Some(Timestamp::from_second(960 + 120).unwrap()));
-        assert_eq!(count_healthy(&pods, &pending), 1, "a is pending, c not ready");
+        assert_eq!(
+            count_healthy(&pods, &pending),
+            1,
+            "a is pending, c not ready"
+        );
     }
 
     #[test]
     fn status_and_condition() {
         let now = Time(Timestamp::from_second(5).unwrap());
-        let p = pdb(serde_json::json!({"minAvailable": 2}), serde_json::Value::Null);
+        let p = pdb(
+            serde_json::json!({"minAvailable": 2}),
+            serde_json::Value::Null,
+        );
         let s = new_status(&p, 3, 2, 3, BTreeMap::new(), &now);
         assert_eq!((s.disruptions_allowed, s.observed_generation), (1, Some(2)));
         let c = &s.conditions.as_ref().unwrap()[0];
-        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", SUFFICIENT_PODS));
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", SUFFICIENT_PODS)
+        );
         let s = new_status(&p, 2, 2, 3, BTreeMap::new(), &now);
         assert_eq!(s.disruptions_allowed, 0);
         assert_eq!(s.conditions.as_ref().unwrap()[0].reason, INSUFFICIENT_PODS);
-        assert_eq!(new_status(&p, 3, 0, 0, BTreeMap::new(), &now).disruptions_allowed, 0, "no expected pods");
+        assert_eq!(
+            new_status(&p, 3, 0, 0, BTreeMap::new(), &now).disruptions_allowed,
+            0,
+            "no expected pods"
+        );
         let f = fail_safe(&p, "boom", &now);
         assert_eq!(f.conditions.as_ref().unwrap()[0].reason, SYNC_FAILED);
     }

@@ -270,37 +270,74 @@ pub(crate) mod tests {
 
     fn conditions(ep: &Endpoint) -> (bool, bool, bool) {
         let c = ep.conditions.clone().unwrap();
-        (
-            c.ready.unwrap(),
-            c.serving.unwrap(),
-            c.terminating.unwrap(),
-        )
+        (c.ready.unwrap(), c.serving.unwrap(), c.terminating.unwrap())
     }
 
     #[test]
     fn endpoint_conditions() {
         let s = svc(serde_json::json!({}));
-        let deleting = serde_json::json!({"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}});
+        let deleting =
+            serde_json::json!({"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}});
         let cases = [
-            ("ready pod", pod("a", "10.0.0.1", true, serde_json::json!({})), &s, (true, true, false)),
-            ("not ready pod", pod("a", "10.0.0.1", false, serde_json::json!({})), &s, (false, false, false)),
-            ("terminating ready pod serves but is not ready", pod("a", "10.0.0.1", true, deleting.clone()), &s, (false, true, true)),
+            (
+                "ready pod",
+                pod("a", "10.0.0.1", true, serde_json::json!({})),
+                &s,
+                (true, true, false),
+            ),
+            (
+                "not ready pod",
+                pod("a", "10.0.0.1", false, serde_json::json!({})),
+                &s,
+                (false, false, false),
+            ),
+            (
+                "terminating ready pod serves but is not ready",
+                pod("a", "10.0.0.1", true, deleting.clone()),
+                &s,
+                (false, true, true),
+            ),
         ];
         for (name, p, s, want) in cases {
-            assert_eq!(conditions(&pod_endpoint(s, &p, None).unwrap()), want, "{name}");
+            assert_eq!(
+                conditions(&pod_endpoint(s, &p, None).unwrap()),
+                want,
+                "{name}"
+            );
         }
         let publish = svc(serde_json::json!({"spec": {"publishNotReadyAddresses": true}}));
         let p = pod("a", "10.0.0.1", false, deleting);
-        assert_eq!(conditions(&pod_endpoint(&publish, &p, None).unwrap()), (true, true, true), "publishNotReadyAddresses");
+        assert_eq!(
+            conditions(&pod_endpoint(&publish, &p, None).unwrap()),
+            (true, true, true),
+            "publishNotReadyAddresses"
+        );
     }
 
     #[test]
     fn which_pods_count() {
         let cases = [
-            ("running with ip", pod("a", "10.0.0.1", true, serde_json::json!({})), true),
+            (
+                "running with ip",
+                pod("a", "10.0.0.1", true, serde_json::json!({})),
+                true,
+            ),
             ("no ip", pod("a", "", true, serde_json::json!({})), false),
-            ("succeeded", pod("a", "10.0.0.1", false, serde_json::json!({"status": {"phase": "Succeeded"}})), false),
-            ("ipv6 only", pod("a", "fd00::1", true, serde_json::json!({})), false),
+            (
+                "succeeded",
+                pod(
+                    "a",
+                    "10.0.0.1",
+                    false,
+                    serde_json::json!({"status": {"phase": "Succeeded"}}),
+                ),
+                false,
+            ),
+            (
+                "ipv6 only",
+                pod("a", "fd00::1", true, serde_json::json!({})),
+                false,
+            ),
         ];
         for (name, p, want) in cases {
             assert_eq!(pod_counts(&p, true), want, "{name}");
@@ -313,27 +350,52 @@ pub(crate) mod tests {
             {"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"},
             {"name": "dns", "port": 53, "targetPort": "web", "protocol": "UDP"}]}}));
         let a = pod("a", "10.0.0.1", true, serde_json::json!({}));
-        let b = pod("b", "10.0.0.2", true, serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "web", "containerPort": 9090}]}]}}));
+        let b = pod(
+            "b",
+            "10.0.0.2",
+            true,
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "web", "containerPort": 9090}]}]}}),
+        );
         let ports_a = endpoint_ports(&s, &a);
-        assert_eq!(ports_a.len(), 1, "the UDP port has no UDP container port named web");
+        assert_eq!(
+            ports_a.len(),
+            1,
+            "the UDP port has no UDP container port named web"
+        );
         assert_eq!(ports_a[0].port, Some(8080));
         assert_eq!(endpoint_ports(&s, &b)[0].port, Some(9090));
         let groups = desired_groups(&s, &[&a, &b], |_| None);
-        assert_eq!(groups.len(), 2, "different resolved ports make different groups");
+        assert_eq!(
+            groups.len(),
+            2,
+            "different resolved ports make different groups"
+        );
     }
 
     #[test]
     fn hostname_only_with_matching_subdomain() {
         let s = svc(serde_json::json!({}));
-        let with = pod("a", "10.0.0.1", true, serde_json::json!({"spec": {"hostname": "h", "subdomain": "web"}}));
-        let other = pod("a", "10.0.0.1", true, serde_json::json!({"spec": {"hostname": "h", "subdomain": "db"}}));
+        let with = pod(
+            "a",
+            "10.0.0.1",
+            true,
+            serde_json::json!({"spec": {"hostname": "h", "subdomain": "web"}}),
+        );
+        let other = pod(
+            "a",
+            "10.0.0.1",
+            true,
+            serde_json::json!({"spec": {"hostname": "h", "subdomain": "db"}}),
+        );
         assert_eq!(hostname_for(&with, &s).as_deref(), Some("h"));
         assert_eq!(hostname_for(&other, &s), None);
     }
 
     #[test]
     fn labels_and_zone() {
-        let s = svc(serde_json::json!({"metadata": {"labels": {"team": "x", SERVICE_NAME_LABEL: "spoof"}}, "spec": {"clusterIP": "None"}}));
+        let s = svc(
+            serde_json::json!({"metadata": {"labels": {"team": "x", SERVICE_NAME_LABEL: "spoof"}}, "spec": {"clusterIP": "None"}}),
+        );
         let l = slice_labels(&s);
         assert_eq!(l[SERVICE_NAME_LABEL], "web");
         assert_eq!(l[MANAGED_BY_LABEL], CONTROLLER_NAME);
@@ -341,7 +403,14 @@ pub(crate) mod tests {
         assert!(l.contains_key(HEADLESS_LABEL));
         let p = pod("a", "10.0.0.1", true, serde_json::json!({}));
         let g = desired_groups(&s, &[&p], |n| (n == "node-a").then(|| "z1".to_string()));
-        let ep = g.values().next().unwrap().endpoints.values().next().unwrap();
+        let ep = g
+            .values()
+            .next()
+            .unwrap()
+            .endpoints
+            .values()
+            .next()
+            .unwrap();
         assert_eq!(ep.zone.as_deref(), Some("z1"));
         assert_eq!(ep.node_name.as_deref(), Some("node-a"));
     }

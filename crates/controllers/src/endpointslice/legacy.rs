@@ -65,7 +65,12 @@ pub fn subsets(svc: &Service, pods: &[&Pod]) -> (Vec<EndpointSubset>, bool) {
         ports.sort_by(|a, b| (&a.name, a.port, &a.protocol).cmp(&(&b.name, b.port, &b.protocol)));
         let key = ports
             .iter()
-            .map(|p| format!("{:?}/{}/{:?}/{:?}", p.name, p.port, p.protocol, p.app_protocol))
+            .map(|p| {
+                format!(
+                    "{:?}/{}/{:?}/{:?}",
+                    p.name, p.port, p.protocol, p.app_protocol
+                )
+            })
             .collect::<Vec<_>>()
             .join(",");
         let subset = groups.entry(key).or_insert_with(|| EndpointSubset {
@@ -146,11 +151,13 @@ pub fn desired_endpoints(
             return None;
         }
     }
-    let mut meta = current.map(|c| c.metadata.clone()).unwrap_or_else(|| ObjectMeta {
-        name: svc.metadata.name.clone(),
-        namespace: svc.metadata.namespace.clone(),
-        ..Default::default()
-    });
+    let mut meta = current
+        .map(|c| c.metadata.clone())
+        .unwrap_or_else(|| ObjectMeta {
+            name: svc.metadata.name.clone(),
+            namespace: svc.metadata.namespace.clone(),
+            ..Default::default()
+        });
     let mut annotations = meta.annotations.take().unwrap_or_default();
     annotations.insert(TRIGGER_TIME.into(), trigger.to_string());
     if truncated {
@@ -180,24 +187,42 @@ mod tests {
         assert!(!truncated);
         assert_eq!(subsets.len(), 1);
         assert_eq!(subsets[0].addresses.as_ref().unwrap()[0].ip, "10.0.0.1");
-        assert_eq!(subsets[0].not_ready_addresses.as_ref().unwrap()[0].ip, "10.0.0.2");
+        assert_eq!(
+            subsets[0].not_ready_addresses.as_ref().unwrap()[0].ip,
+            "10.0.0.2"
+        );
         assert_eq!(subsets[0].ports.as_ref().unwrap()[0].port, 8080);
     }
 
     #[test]
     fn terminating_pods_leave_unless_not_ready_addresses_are_published() {
-        let deleting = serde_json::json!({"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}});
+        let deleting =
+            serde_json::json!({"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}});
         let p = pod("a", "10.0.0.1", true, deleting);
         assert!(subsets(&svc(serde_json::json!({})), &[&p]).0.is_empty());
         let publish = svc(serde_json::json!({"spec": {"publishNotReadyAddresses": true}}));
-        assert_eq!(subsets(&publish, &[&p]).0[0].addresses.as_ref().unwrap().len(), 1);
+        assert_eq!(
+            subsets(&publish, &[&p]).0[0]
+                .addresses
+                .as_ref()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
     fn pods_with_different_resolved_ports_get_different_subsets() {
-        let s = svc(serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]}}));
+        let s = svc(
+            serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": "web", "protocol": "TCP"}]}}),
+        );
         let a = pod("a", "10.0.0.1", true, serde_json::json!({}));
-        let b = pod("b", "10.0.0.2", true, serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "web", "containerPort": 9090}]}]}}));
+        let b = pod(
+            "b",
+            "10.0.0.2",
+            true,
+            serde_json::json!({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"name": "web", "containerPort": 9090}]}]}}),
+        );
         assert_eq!(subsets(&s, &[&a, &b]).0.len(), 2);
     }
 
@@ -205,14 +230,28 @@ mod tests {
     fn over_capacity_truncates_ready_first_and_annotates() {
         let s = svc(serde_json::json!({}));
         let pods: Vec<Pod> = (0..1005)
-            .map(|i| pod(&format!("p{i}"), &format!("10.1.{}.{}", i / 250, i % 250 + 1), i % 2 == 0, serde_json::json!({})))
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.1.{}.{}", i / 250, i % 250 + 1),
+                    i % 2 == 0,
+                    serde_json::json!({}),
+                )
+            })
             .collect();
         let refs: Vec<&Pod> = pods.iter().collect();
         let ep = desired_endpoints(&s, &refs, None, "t").unwrap();
         let subset = &ep.subsets.as_ref().unwrap()[0];
-        assert_eq!(subset.addresses.as_ref().unwrap().len(), 503, "every ready address is kept");
+        assert_eq!(
+            subset.addresses.as_ref().unwrap().len(),
+            503,
+            "every ready address is kept"
+        );
         assert_eq!(subset.not_ready_addresses.as_ref().unwrap().len(), 497);
-        assert_eq!(ep.metadata.annotations.as_ref().unwrap()[OVER_CAPACITY], "truncated");
+        assert_eq!(
+            ep.metadata.annotations.as_ref().unwrap()[OVER_CAPACITY],
+            "truncated"
+        );
     }
 
     #[test]
@@ -224,6 +263,9 @@ mod tests {
         assert!(desired_endpoints(&s, &[&a], Some(&ep), "t2").is_none());
         let b = pod("a", "10.0.0.1", false, serde_json::json!({}));
         let changed = desired_endpoints(&s, &[&b], Some(&ep), "t2").unwrap();
-        assert_eq!(changed.metadata.annotations.as_ref().unwrap()[TRIGGER_TIME], "t2");
+        assert_eq!(
+            changed.metadata.annotations.as_ref().unwrap()[TRIGGER_TIME],
+            "t2"
+        );
     }
 }

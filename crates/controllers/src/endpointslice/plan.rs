@@ -65,11 +65,7 @@ fn with_current_metadata(svc: &Service, mut slice: EndpointSlice) -> EndpointSli
 }
 
 /// The plan turning `existing` (the service's managed IPv4 slices) into `desired`.
-pub fn plan(
-    svc: &Service,
-    existing: &[&EndpointSlice],
-    desired: &BTreeMap<String, Group>,
-) -> Plan {
+pub fn plan(svc: &Service, existing: &[&EndpointSlice], desired: &BTreeMap<String, Group>) -> Plan {
     let mut out = Plan::default();
     let mut by_ports: BTreeMap<String, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in existing {
@@ -189,8 +185,18 @@ mod tests {
     fn apply(existing: Vec<EndpointSlice>, plan: Plan) -> Vec<EndpointSlice> {
         let mut out: Vec<EndpointSlice> = existing
             .into_iter()
-            .filter(|s| !plan.delete.iter().any(|d| d.metadata.name == s.metadata.name))
-            .filter(|s| !plan.update.iter().any(|d| d.metadata.name == s.metadata.name))
+            .filter(|s| {
+                !plan
+                    .delete
+                    .iter()
+                    .any(|d| d.metadata.name == s.metadata.name)
+            })
+            .filter(|s| {
+                !plan
+                    .update
+                    .iter()
+                    .any(|d| d.metadata.name == s.metadata.name)
+            })
             .collect();
         out.extend(plan.update);
         for (i, mut s) in plan.create.into_iter().enumerate() {
@@ -202,7 +208,14 @@ mod tests {
 
     fn ready_pods(n: usize) -> Vec<Pod> {
         (0..n)
-            .map(|i| pod(&format!("p{i}"), &format!("10.0.{}.{}", i / 250, i % 250 + 1), true, serde_json::json!({})))
+            .map(|i| {
+                pod(
+                    &format!("p{i}"),
+                    &format!("10.0.{}.{}", i / 250, i % 250 + 1),
+                    true,
+                    serde_json::json!({}),
+                )
+            })
             .collect()
     }
 
@@ -216,7 +229,10 @@ mod tests {
         assert_eq!(p.create[0].metadata.generate_name.as_deref(), Some("web-"));
         let slices = apply(vec![], p);
         let refs: Vec<&EndpointSlice> = slices.iter().collect();
-        assert!(plan(&s, &refs, &groups(&s, &pods)).is_empty(), "an unchanged service rewrites nothing");
+        assert!(
+            plan(&s, &refs, &groups(&s, &pods)).is_empty(),
+            "an unchanged service rewrites nothing"
+        );
     }
 
     #[test]
@@ -224,12 +240,20 @@ mod tests {
         let s = svc(serde_json::json!({}));
         let mut pods = ready_pods(150);
         let slices = apply(vec![], plan(&s, &[], &groups(&s, &pods)));
-        assert_eq!(slices.len(), 2, "150 endpoints need two slices of at most 100");
+        assert_eq!(
+            slices.len(),
+            2,
+            "150 endpoints need two slices of at most 100"
+        );
         pods[149] = pod("p149", "10.0.0.149", false, serde_json::json!({}));
         let refs: Vec<&EndpointSlice> = slices.iter().collect();
         let p = plan(&s, &refs, &groups(&s, &pods));
         assert_eq!((p.create.len(), p.update.len(), p.delete.len()), (0, 1, 0));
-        let ep = p.update[0].endpoints.iter().find(|e| endpoint_key(e) == "ns/p149").unwrap();
+        let ep = p.update[0]
+            .endpoints
+            .iter()
+            .find(|e| endpoint_key(e) == "ns/p149")
+            .unwrap();
         assert_eq!(ep.conditions.as_ref().unwrap().ready, Some(false));
     }
 
@@ -257,7 +281,11 @@ mod tests {
         // Keep only the pods of one slice: the other empties and is deleted.
         let first: Vec<Pod> = ready_pods(150)
             .into_iter()
-            .filter(|p| slices[0].endpoints.iter().any(|e| endpoint_key(e) == format!("ns/{}", p.metadata.name.as_deref().unwrap())))
+            .filter(|p| {
+                slices[0].endpoints.iter().any(|e| {
+                    endpoint_key(e) == format!("ns/{}", p.metadata.name.as_deref().unwrap())
+                })
+            })
             .collect();
         let p = plan(&s, &refs, &groups(&s, &first));
         assert_eq!((p.create.len(), p.update.len(), p.delete.len()), (0, 0, 1));
@@ -275,7 +303,11 @@ mod tests {
         let full = apply(vec![], plan(&s, &[], &groups(&s, &ready_pods(2))));
         let refs: Vec<&EndpointSlice> = full.iter().collect();
         let p = plan(&s, &refs, &BTreeMap::new());
-        assert_eq!((p.create.len(), p.delete.len()), (1, 1), "the full slice goes, a placeholder comes");
+        assert_eq!(
+            (p.create.len(), p.delete.len()),
+            (1, 1),
+            "the full slice goes, a placeholder comes"
+        );
     }
 
     #[test]
@@ -287,7 +319,10 @@ mod tests {
         let refs: Vec<&EndpointSlice> = slices.iter().collect();
         let p = plan(&relabelled, &refs, &groups(&relabelled, &pods));
         assert_eq!(p.update.len(), 1);
-        assert_eq!(p.update[0].metadata.labels.as_ref().unwrap()["tier"], "front");
+        assert_eq!(
+            p.update[0].metadata.labels.as_ref().unwrap()["tier"],
+            "front"
+        );
     }
 
     #[test]
@@ -295,7 +330,9 @@ mod tests {
         let s = svc(serde_json::json!({}));
         let pods = ready_pods(2);
         let slices = apply(vec![], plan(&s, &[], &groups(&s, &pods)));
-        let moved = svc(serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}]}}));
+        let moved = svc(
+            serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9000, "protocol": "TCP"}]}}),
+        );
         let refs: Vec<&EndpointSlice> = slices.iter().collect();
         let p = plan(&moved, &refs, &groups(&moved, &pods));
         assert_eq!((p.create.len(), p.update.len(), p.delete.len()), (1, 0, 1));

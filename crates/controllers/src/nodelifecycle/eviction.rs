@@ -102,17 +102,60 @@ mod tests {
         let no_schedule = taint("node.kubernetes.io/unreachable", "NoSchedule", 990);
         let u = "node.kubernetes.io/unreachable";
         let cases = [
-            ("no toleration: now", vec![], vec![unreachable.clone()], Decision::DeleteNow),
-            ("NoSchedule taints evict nobody", vec![], vec![no_schedule.clone()], Decision::Keep),
-            ("tolerated forever", vec![tol(u, "Exists", "NoExecute", None)], vec![unreachable.clone()], Decision::Keep),
-            ("tolerated 300 s from the taint's time", vec![tol(u, "Exists", "NoExecute", Some(300))], vec![unreachable.clone()],
-                Decision::DeleteAt(Timestamp::from_second(1290).unwrap())),
-            ("toleration already expired", vec![tol(u, "Exists", "NoExecute", Some(5))], vec![unreachable.clone()], Decision::DeleteNow),
-            ("zero seconds", vec![tol(u, "Exists", "NoExecute", Some(0))], vec![unreachable.clone()], Decision::DeleteNow),
-            ("wildcard toleration", vec![tol("", "Exists", "", None)], vec![unreachable.clone()], Decision::Keep),
-            ("toleration of another effect", vec![tol(u, "Exists", "NoSchedule", None)], vec![unreachable.clone()], Decision::DeleteNow),
-            ("one of two taints untolerated", vec![tol(u, "Exists", "NoExecute", None)],
-                vec![unreachable.clone(), taint("other", "NoExecute", 990)], Decision::DeleteNow),
+            (
+                "no toleration: now",
+                vec![],
+                vec![unreachable.clone()],
+                Decision::DeleteNow,
+            ),
+            (
+                "NoSchedule taints evict nobody",
+                vec![],
+                vec![no_schedule.clone()],
+                Decision::Keep,
+            ),
+            (
+                "tolerated forever",
+                vec![tol(u, "Exists", "NoExecute", None)],
+                vec![unreachable.clone()],
+                Decision::Keep,
+            ),
+            (
+                "tolerated 300 s from the taint's time",
+                vec![tol(u, "Exists", "NoExecute", Some(300))],
+                vec![unreachable.clone()],
+                Decision::DeleteAt(Timestamp::from_second(1290).unwrap()),
+            ),
+            (
+                "toleration already expired",
+                vec![tol(u, "Exists", "NoExecute", Some(5))],
+                vec![unreachable.clone()],
+                Decision::DeleteNow,
+            ),
+            (
+                "zero seconds",
+                vec![tol(u, "Exists", "NoExecute", Some(0))],
+                vec![unreachable.clone()],
+                Decision::DeleteNow,
+            ),
+            (
+                "wildcard toleration",
+                vec![tol("", "Exists", "", None)],
+                vec![unreachable.clone()],
+                Decision::Keep,
+            ),
+            (
+                "toleration of another effect",
+                vec![tol(u, "Exists", "NoSchedule", None)],
+                vec![unreachable.clone()],
+                Decision::DeleteNow,
+            ),
+            (
+                "one of two taints untolerated",
+                vec![tol(u, "Exists", "NoExecute", None)],
+                vec![unreachable.clone(), taint("other", "NoExecute", 990)],
+                Decision::DeleteNow,
+            ),
         ];
         for (name, tols, taints, want) in cases {
             assert_eq!(decide(&tols, &taints, at, now), want, "{name}");

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 /// The conditions the controller marks Unknown when the kubelet goes silent.
-pub const WATCHED_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
+pub const WATCHED_CONDITIONS: [&str; 4] =
+    ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 
 /// What the kubelet last reported: the Ready heartbeat and transition, and the Lease's
 /// renew time. Any change means the kubelet is alive.
@@ -86,7 +87,6 @@ pub fn unknown_conditions(node: &Node, now: &Time) -> Option<Vec<NodeCondition>>
                     message: Some("Kubelet never posted node status.".into()),
                     last_heartbeat_time: node.metadata.creation_timestamp.clone(),
                     last_transition_time: Some(now.clone()),
-                    ..Default::default()
                 });
                 changed = true;
             }
@@ -118,12 +118,13 @@ mod tests {
     }
 
     fn lease(renew: i64) -> Lease {
-        let mut l = Lease::default();
-        l.spec = Some(k8s_openapi::api::coordination::v1::LeaseSpec {
-            renew_time: Some(MicroTime(Timestamp::from_second(renew).unwrap())),
+        Lease {
+            spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
+                renew_time: Some(MicroTime(Timestamp::from_second(renew).unwrap())),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        l
+        }
     }
 
     #[test]
@@ -137,7 +138,11 @@ mod tests {
         assert!(is_silent(&same, later, grace), "nothing new for 50 s");
         let renewed = observe(Some(&h), signs(&n, Some(&lease(130))), later);
         assert!(!is_silent(&renewed, later, grace), "the lease was renewed");
-        let beat = observe(Some(&h), signs(&node(Some(("True", 130))), Some(&lease(100))), later);
+        let beat = observe(
+            Some(&h),
+            signs(&node(Some(("True", 130))), Some(&lease(100))),
+            later,
+        );
         assert!(!is_silent(&beat, later, grace), "a new heartbeat");
     }
 
@@ -148,7 +153,10 @@ mod tests {
         let ready = conds.iter().find(|c| c.type_ == "Ready").unwrap();
         assert_eq!(ready.status, "Unknown");
         assert_eq!(ready.reason.as_deref(), Some("NodeStatusUnknown"));
-        assert_eq!(ready.message.as_deref(), Some("Kubelet stopped posting node status."));
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("Kubelet stopped posting node status.")
+        );
         assert_eq!(ready.last_transition_time, Some(now.clone()));
         let mem = conds.iter().find(|c| c.type_ == "MemoryPressure").unwrap();
         assert_eq!(mem.reason.as_deref(), Some("NodeStatusNeverUpdated"));
@@ -157,6 +165,9 @@ mod tests {
             conditions: Some(conds),
             ..Default::default()
         });
-        assert!(unknown_conditions(&n, &now).is_none(), "already unknown: nothing to write");
+        assert!(
+            unknown_conditions(&n, &now).is_none(),
+            "already unknown: nothing to write"
+        );
     }
 }

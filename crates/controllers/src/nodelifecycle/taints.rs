@@ -90,7 +90,9 @@ pub fn desired_taints(
     let exec_keys = [NOT_READY, UNREACHABLE];
     let mut out: Vec<Taint> = current
         .iter()
-        .filter(|t| !is_ours(t, "NoSchedule", &NO_SCHEDULE_KEYS) && !is_ours(t, "NoExecute", &exec_keys))
+        .filter(|t| {
+            !is_ours(t, "NoSchedule", &NO_SCHEDULE_KEYS) && !is_ours(t, "NoExecute", &exec_keys)
+        })
         .cloned()
         .collect();
     for key in no_schedule_keys(node) {
@@ -180,19 +182,96 @@ mod tests {
         let now = Time(Timestamp::from_second(100).unwrap());
         let user = taint("dedicated", "NoSchedule");
         let cases: Vec<(&str, Node, bool, Vec<&str>, bool)> = vec![
-            ("ready node, nothing", node(&[("Ready", "True")], vec![], false), true, vec![], false),
-            ("not ready: both not-ready taints", node(&[("Ready", "False")], vec![], false), true,
-                vec!["node.kubernetes.io/not-ready:NoExecute", "node.kubernetes.io/not-ready:NoSchedule"], false),
-            ("unknown: unreachable taints", node(&[("Ready", "Unknown")], vec![], false), true,
-                vec!["node.kubernetes.io/unreachable:NoExecute", "node.kubernetes.io/unreachable:NoSchedule"], false),
-            ("pressure and cordon", node(&[("Ready", "True"), ("MemoryPressure", "True"), ("DiskPressure", "True"), ("PIDPressure", "True"), ("NetworkUnavailable", "True")], vec![], true), true,
-                vec!["node.kubernetes.io/disk-pressure:NoSchedule", "node.kubernetes.io/memory-pressure:NoSchedule", "node.kubernetes.io/network-unavailable:NoSchedule", "node.kubernetes.io/pid-pressure:NoSchedule", "node.kubernetes.io/unschedulable:NoSchedule"], false),
-            ("recovered: ours go, the user's stays", node(&[("Ready", "True")], vec![taint(UNREACHABLE, "NoExecute"), taint(UNREACHABLE, "NoSchedule"), user.clone()], false), true,
-                vec!["dedicated:NoSchedule"], false),
-            ("full disruption: no NoExecute", node(&[("Ready", "Unknown")], vec![taint(UNREACHABLE, "NoExecute")], false), false,
-                vec!["node.kubernetes.io/unreachable:NoSchedule"], false),
-            ("swap is not rate limited", node(&[("Ready", "False")], vec![taint(UNREACHABLE, "NoExecute")], false), true,
-                vec!["node.kubernetes.io/not-ready:NoExecute", "node.kubernetes.io/not-ready:NoSchedule"], false),
+            (
+                "ready node, nothing",
+                node(&[("Ready", "True")], vec![], false),
+                true,
+                vec![],
+                false,
+            ),
+            (
+                "not ready: both not-ready taints",
+                node(&[("Ready", "False")], vec![], false),
+                true,
+                vec![
+                    "node.kubernetes.io/not-ready:NoExecute",
+                    "node.kubernetes.io/not-ready:NoSchedule",
+                ],
+                false,
+            ),
+            (
+                "unknown: unreachable taints",
+                node(&[("Ready", "Unknown")], vec![], false),
+                true,
+                vec![
+                    "node.kubernetes.io/unreachable:NoExecute",
+                    "node.kubernetes.io/unreachable:NoSchedule",
+                ],
+                false,
+            ),
+            (
+                "pressure and cordon",
+                node(
+                    &[
+                        ("Ready", "True"),
+                        ("MemoryPressure", "True"),
+                        ("DiskPressure", "True"),
+                        ("PIDPressure", "True"),
+                        ("NetworkUnavailable", "True"),
+                    ],
+                    vec![],
+                    true,
+                ),
+                true,
+                vec![
+                    "node.kubernetes.io/disk-pressure:NoSchedule",
+                    "node.kubernetes.io/memory-pressure:NoSchedule",
+                    "node.kubernetes.io/network-unavailable:NoSchedule",
+                    "node.kubernetes.io/pid-pressure:NoSchedule",
+                    "node.kubernetes.io/unschedulable:NoSchedule",
+                ],
+                false,
+            ),
+            (
+                "recovered: ours go, the user's stays",
+                node(
+                    &[("Ready", "True")],
+                    vec![
+                        taint(UNREACHABLE, "NoExecute"),
+                        taint(UNREACHABLE, "NoSchedule"),
+                        user.clone(),
+                    ],
+                    false,
+                ),
+                true,
+                vec!["dedicated:NoSchedule"],
+                false,
+            ),
+            (
+                "full disruption: no NoExecute",
+                node(
+                    &[("Ready", "Unknown")],
+                    vec![taint(UNREACHABLE, "NoExecute")],
+                    false,
+                ),
+                false,
+                vec!["node.kubernetes.io/unreachable:NoSchedule"],
+                false,
+            ),
+            (
+                "swap is not rate limited",
+                node(
+                    &[("Ready", "False")],
+                    vec![taint(UNREACHABLE, "NoExecute")],
+                    false,
+                ),
+                true,
+                vec![
+                    "node.kubernetes.io/not-ready:NoExecute",
+                    "node.kubernetes.io/not-ready:NoSchedule",
+                ],
+                false,
+            ),
         ];
         for (name, n, allow, want, waiting) in cases {
             let (t, w) = desired_taints(&n, allow, true, &now);
@@ -210,9 +289,21 @@ mod tests {
         assert_eq!(keys(&t), vec!["node.kubernetes.io/unreachable:NoSchedule"]);
         let (t, waiting) = desired_taints(&n, true, true, &now);
         assert!(!waiting);
-        let exec = t.unwrap().into_iter().find(|t| t.effect == "NoExecute").unwrap();
+        let exec = t
+            .unwrap()
+            .into_iter()
+            .find(|t| t.effect == "NoExecute")
+            .unwrap();
         assert_eq!(exec.time_added, Some(now.clone()));
-        let tainted = node(&[("Ready", "Unknown")], vec![exec, taint(UNREACHABLE, "NoSchedule")], false);
-        assert_eq!(desired_taints(&tainted, true, false, &now), (None, false), "already right");
+        let tainted = node(
+            &[("Ready", "Unknown")],
+            vec![exec, taint(UNREACHABLE, "NoSchedule")],
+            false,
+        );
+        assert_eq!(
+            desired_taints(&tainted, true, false, &now),
+            (None, false),
+            "already right"
+        );
     }
 }

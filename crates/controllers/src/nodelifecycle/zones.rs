@@ -80,7 +80,10 @@ pub fn zone_states(
 
 /// Whether every zone is fully disrupted (and there is at least one).
 pub fn all_fully_disrupted(states: &BTreeMap<String, (ZoneState, usize)>) -> bool {
-    !states.is_empty() && states.values().all(|(s, _)| *s == ZoneState::FullDisruption)
+    !states.is_empty()
+        && states
+            .values()
+            .all(|(s, _)| *s == ZoneState::FullDisruption)
 }
 
 /// A token bucket with a burst of one.
@@ -121,7 +124,9 @@ impl Bucket {
         if self.rate <= 0.0 {
             return Err(None);
         }
-        Err(Some(Duration::from_secs_f64((1.0 - self.tokens) / self.rate)))
+        Err(Some(Duration::from_secs_f64(
+            (1.0 - self.tokens) / self.rate,
+        )))
     }
 }
 
@@ -135,7 +140,12 @@ mod tests {
             ("all ready", 3, 0, ZoneState::Normal),
             ("one of two down", 1, 1, ZoneState::Normal),
             ("all down", 0, 2, ZoneState::FullDisruption),
-            ("two of three down is too few nodes", 1, 2, ZoneState::Normal),
+            (
+                "two of three down is too few nodes",
+                1,
+                2,
+                ZoneState::Normal,
+            ),
             ("three of five down", 2, 3, ZoneState::PartialDisruption),
             ("three of ten down", 7, 3, ZoneState::Normal),
         ];
@@ -143,7 +153,10 @@ mod tests {
             assert_eq!(zone_state(ready, not_ready), want, "{name}");
         }
         assert_eq!(eviction_rate(ZoneState::PartialDisruption, 10), 0.0);
-        assert_eq!(eviction_rate(ZoneState::PartialDisruption, 60), SECONDARY_EVICTION_RATE);
+        assert_eq!(
+            eviction_rate(ZoneState::PartialDisruption, 60),
+            SECONDARY_EVICTION_RATE
+        );
         let states = zone_states([("a".to_string(), false), ("b".to_string(), false)]);
         assert!(all_fully_disrupted(&states));
         let states = zone_states([("a".to_string(), false), ("b".to_string(), true)]);

@@ -18,7 +18,12 @@ pub fn plural(kind: &str) -> String {
 
 /// An API handle for objects of `api_version`/`kind` in `namespace`, whose
 /// `get_scale` / `replace_scale` reach their scale subresource.
-pub fn scale_api(client: kube::Client, namespace: &str, api_version: &str, kind: &str) -> Api<DynamicObject> {
+pub fn scale_api(
+    client: kube::Client,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+) -> Api<DynamicObject> {
     let (group, version) = match api_version.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", api_version),

@@ -36,8 +36,11 @@ pub fn is_best_effort(pod: &Pod) -> bool {
         .all(|c| {
             let r = c.resources.as_ref();
             ["cpu", "memory"].iter().all(|k| {
-                !r.and_then(|r| r.requests.as_ref()).is_some_and(|m| m.contains_key(*k))
-                    && !r.and_then(|r| r.limits.as_ref()).is_some_and(|m| m.contains_key(*k))
+                !r.and_then(|r| r.requests.as_ref())
+                    .is_some_and(|m| m.contains_key(*k))
+                    && !r
+                        .and_then(|r| r.limits.as_ref())
+                        .is_some_and(|m| m.contains_key(*k))
             })
         })
 }
@@ -78,9 +81,9 @@ fn uses_cross_namespace_affinity(pod: &Pod) -> bool {
                         .map(|w| &w.pod_affinity_term),
                 )
         }));
-    terms
-        .into_iter()
-        .any(|t| t.namespace_selector.is_some() || t.namespaces.as_ref().is_some_and(|n| !n.is_empty()))
+    terms.into_iter().any(|t| {
+        t.namespace_selector.is_some() || t.namespaces.as_ref().is_some_and(|n| !n.is_empty())
+    })
 }
 
 /// Whether `pod` matches one scope requirement.
@@ -92,7 +95,10 @@ fn matches(req: &ScopedResourceSelectorRequirement, pod: &Pod) -> bool {
         "NotBestEffort" => !is_best_effort(pod),
         "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(pod),
         "PriorityClass" => {
-            let class = pod.spec.as_ref().and_then(|s| s.priority_class_name.as_deref());
+            let class = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.priority_class_name.as_deref());
             let values = req.values.as_deref().unwrap_or(&[]);
             match req.operator.as_str() {
                 "Exists" => class.is_some_and(|c| !c.is_empty()),
@@ -133,24 +139,69 @@ mod tests {
     #[test]
     fn scopes_select_pods() {
         let best = pod(serde_json::json!({"spec": {"containers": [{"name": "c"}]}}));
-        let burst = pod(serde_json::json!({"spec": {"activeDeadlineSeconds": 30, "priorityClassName": "high",
-            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}));
+        let burst = pod(
+            serde_json::json!({"spec": {"activeDeadlineSeconds": 30, "priorityClassName": "high",
+            "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}),
+        );
         let cases = [
-            ("BestEffort", quota(serde_json::json!({"scopes": ["BestEffort"]})), true, false),
-            ("NotBestEffort", quota(serde_json::json!({"scopes": ["NotBestEffort"]})), false, true),
-            ("Terminating", quota(serde_json::json!({"scopes": ["Terminating"]})), false, true),
-            ("NotTerminating", quota(serde_json::json!({"scopes": ["NotTerminating"]})), true, false),
-            ("PriorityClass In", quota(serde_json::json!({"scopeSelector": {"matchExpressions": [
-                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}})), false, true),
-            ("PriorityClass DoesNotExist", quota(serde_json::json!({"scopeSelector": {"matchExpressions": [
-                {"scopeName": "PriorityClass", "operator": "DoesNotExist"}]}})), true, false),
-            ("two scopes must both match", quota(serde_json::json!({"scopes": ["NotBestEffort", "NotTerminating"]})), false, false),
+            (
+                "BestEffort",
+                quota(serde_json::json!({"scopes": ["BestEffort"]})),
+                true,
+                false,
+            ),
+            (
+                "NotBestEffort",
+                quota(serde_json::json!({"scopes": ["NotBestEffort"]})),
+                false,
+                true,
+            ),
+            (
+                "Terminating",
+                quota(serde_json::json!({"scopes": ["Terminating"]})),
+                false,
+                true,
+            ),
+            (
+                "NotTerminating",
+                quota(serde_json::json!({"scopes": ["NotTerminating"]})),
+                true,
+                false,
+            ),
+            (
+                "PriorityClass In",
+                quota(serde_json::json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}})),
+                false,
+                true,
+            ),
+            (
+                "PriorityClass DoesNotExist",
+                quota(serde_json::json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "DoesNotExist"}]}})),
+                true,
+                false,
+            ),
+            (
+                "two scopes must both match",
+                quota(serde_json::json!({"scopes": ["NotBestEffort", "NotTerminating"]})),
+                false,
+                false,
+            ),
             ("no scopes", quota(serde_json::json!({})), true, true),
         ];
         for (name, q, want_best, want_burst) in cases {
             let reqs = requirements(&q);
-            assert_eq!(pod_matches(&reqs, &best), want_best, "{name}: best-effort pod");
-            assert_eq!(pod_matches(&reqs, &burst), want_burst, "{name}: burstable pod");
+            assert_eq!(
+                pod_matches(&reqs, &best),
+                want_best,
+                "{name}: best-effort pod"
+            );
+            assert_eq!(
+                pod_matches(&reqs, &burst),
+                want_burst,
+                "{name}: burstable pod"
+            );
         }
         let reqs = requirements(&quota(serde_json::json!({"scopes": ["BestEffort"]})));
         assert!(allows_resource(&reqs, "pods"));

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Container, PersistentVolumeClaim, Pod, ResourceQuota, Service,
-};
+use k8s_openapi::api::core::v1::{Container, PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use skiff_api::quantity::Quantity;
@@ -53,19 +51,21 @@ pub fn pod_counts(pod: &Pod, now: Timestamp) -> bool {
     if pods::is_terminal(pod) {
         return false;
     }
-    match (&pod.metadata.deletion_timestamp, pod.metadata.deletion_grace_period_seconds) {
+    match (
+        &pod.metadata.deletion_timestamp,
+        pod.metadata.deletion_grace_period_seconds,
+    ) {
         (Some(t), Some(grace)) => {
-            let end = t.0.checked_add(SignedDuration::from_secs(grace)).unwrap_or(t.0);
+            let end =
+                t.0.checked_add(SignedDuration::from_secs(grace))
+                    .unwrap_or(t.0);
             now <= end
         }
         _ => true,
     }
 }
 
-fn container_list<'a>(
-    c: &'a Container,
-    limits: bool,
-) -> impl Iterator<Item = (&'a String, &'a K8sQuantity)> {
+fn container_list(c: &Container, limits: bool) -> impl Iterator<Item = (&String, &K8sQuantity)> {
     let r = c.resources.as_ref();
     let m = if limits {
         r.and_then(|r| r.limits.as_ref())
@@ -165,13 +165,19 @@ fn service_usage(svc: &Service) -> BTreeMap<String, Quantity> {
     let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or(&[]);
     let node_ports = match type_ {
         "NodePort" => ports.len(),
-        "LoadBalancer" => ports.iter().filter(|p| p.node_port.is_some_and(|n| n != 0)).count(),
+        "LoadBalancer" => ports
+            .iter()
+            .filter(|p| p.node_port.is_some_and(|n| n != 0))
+            .count(),
         _ => 0,
     };
     BTreeMap::from([
         ("services".to_string(), Quantity::from_value(1)),
         ("count/services".to_string(), Quantity::from_value(1)),
-        ("services.nodeports".to_string(), Quantity::from_value(node_ports as i64)),
+        (
+            "services.nodeports".to_string(),
+            Quantity::from_value(node_ports as i64),
+        ),
         (
             "services.loadbalancers".to_string(),
             Quantity::from_value(i64::from(type_ == "LoadBalancer")),
@@ -181,8 +187,14 @@ fn service_usage(svc: &Service) -> BTreeMap<String, Quantity> {
 
 fn claim_usage(pvc: &PersistentVolumeClaim) -> BTreeMap<String, Quantity> {
     let mut out = BTreeMap::from([
-        ("persistentvolumeclaims".to_string(), Quantity::from_value(1)),
-        ("count/persistentvolumeclaims".to_string(), Quantity::from_value(1)),
+        (
+            "persistentvolumeclaims".to_string(),
+            Quantity::from_value(1),
+        ),
+        (
+            "count/persistentvolumeclaims".to_string(),
+            Quantity::from_value(1),
+        ),
     ]);
     let class = pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone());
     if let Some(class) = &class {
@@ -209,8 +221,10 @@ fn claim_usage(pvc: &PersistentVolumeClaim) -> BTreeMap<String, Quantity> {
 
 /// Whether this controller knows how to measure `resource`.
 fn pod_resource(name: &str) -> bool {
-    matches!(name, "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage")
-        || name.starts_with("requests.") && name != "requests.storage"
+    matches!(
+        name,
+        "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage"
+    ) || name.starts_with("requests.") && name != "requests.storage"
         || name.starts_with("limits.")
         || name.starts_with("hugepages-")
 }
@@ -231,7 +245,11 @@ fn claim_resource(name: &str) -> bool {
 
 /// `status.used` for `quota` over `ns`: every resource of `spec.hard` this controller can
 /// measure (others are left out, as upstream leaves out resources no evaluator knows).
-pub fn used(quota: &ResourceQuota, ns: &Namespace<'_>, now: Timestamp) -> BTreeMap<String, Quantity> {
+pub fn used(
+    quota: &ResourceQuota,
+    ns: &Namespace<'_>,
+    now: Timestamp,
+) -> BTreeMap<String, Quantity> {
     let hard: Vec<String> = quota
         .spec
         .as_ref()
@@ -286,7 +304,8 @@ mod tests {
     }
 
     fn quota(hard: serde_json::Value, scopes: serde_json::Value) -> ResourceQuota {
-        serde_json::from_value(serde_json::json!({"spec": {"hard": hard, "scopes": scopes}})).unwrap()
+        serde_json::from_value(serde_json::json!({"spec": {"hard": hard, "scopes": scopes}}))
+            .unwrap()
     }
 
     fn strings(m: BTreeMap<String, Quantity>) -> BTreeMap<String, String> {
@@ -294,17 +313,21 @@ mod tests {
     }
 
     fn running(cpu: &str, mem: &str) -> Pod {
-        pod(serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {
+        pod(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {
             "requests": {"cpu": cpu, "memory": mem}, "limits": {"cpu": "1", "memory": mem}}}]},
-            "status": {"phase": "Running"}}))
+            "status": {"phase": "Running"}}),
+        )
     }
 
     #[test]
     fn pods_requests_and_limits_add_up() {
         let now = Timestamp::from_second(1000).unwrap();
         let (a, b) = (running("250m", "128Mi"), running("500m", "128Mi"));
-        let done = pod(serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]},
-            "status": {"phase": "Succeeded"}}));
+        let done = pod(
+            serde_json::json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]},
+            "status": {"phase": "Succeeded"}}),
+        );
         let q = quota(
             serde_json::json!({"pods": "10", "requests.cpu": "2", "cpu": "2", "limits.cpu": "4", "requests.memory": "1Gi", "configmaps": "5", "services": "3", "requests.nvidia.com/gpu": "1", "foo.example.com/bar": "1"}),
             serde_json::Value::Null,
@@ -316,13 +339,22 @@ mod tests {
         };
         let got = strings(used(&q, &ns, now));
         let want: BTreeMap<String, String> = [
-            ("pods", "2"), ("requests.cpu", "750m"), ("cpu", "750m"), ("limits.cpu", "2"),
-            ("requests.memory", "256Mi"), ("configmaps", "2"), ("services", "0"), ("requests.nvidia.com/gpu", "0"),
+            ("pods", "2"),
+            ("requests.cpu", "750m"),
+            ("cpu", "750m"),
+            ("limits.cpu", "2"),
+            ("requests.memory", "256Mi"),
+            ("configmaps", "2"),
+            ("services", "0"),
+            ("requests.nvidia.com/gpu", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        assert_eq!(got, want, "finished pods and unknown resources are left out");
+        assert_eq!(
+            got, want,
+            "finished pods and unknown resources are left out"
+        );
     }
 
     #[test]
@@ -340,8 +372,12 @@ mod tests {
     #[test]
     fn pods_stuck_terminating_past_grace_stop_counting() {
         let now = Timestamp::from_second(1000).unwrap();
-        let stuck = pod(serde_json::json!({"metadata": {"deletionTimestamp": "1970-01-01T00:10:00Z", "deletionGracePeriodSeconds": 30}}));
-        let leaving = pod(serde_json::json!({"metadata": {"deletionTimestamp": "1970-01-01T00:16:30Z", "deletionGracePeriodSeconds": 30}}));
+        let stuck = pod(
+            serde_json::json!({"metadata": {"deletionTimestamp": "1970-01-01T00:10:00Z", "deletionGracePeriodSeconds": 30}}),
+        );
+        let leaving = pod(
+            serde_json::json!({"metadata": {"deletionTimestamp": "1970-01-01T00:16:30Z", "deletionGracePeriodSeconds": 30}}),
+        );
         assert!(!pod_counts(&stuck, now));
         assert!(pod_counts(&leaving, now));
     }
@@ -357,13 +393,20 @@ mod tests {
                 "fast.storageclass.storage.k8s.io/requests.storage": "50Gi", "persistentvolumeclaims": "9"}),
             serde_json::Value::Null,
         );
-        let ns = Namespace { services: vec![&np, &lb], claims: vec![&pvc], ..Default::default() };
+        let ns = Namespace {
+            services: vec![&np, &lb],
+            claims: vec![&pvc],
+            ..Default::default()
+        };
         let got = strings(used(&q, &ns, now));
         assert_eq!(got["services"], "2");
         assert_eq!(got["services.nodeports"], "3");
         assert_eq!(got["services.loadbalancers"], "1");
         assert_eq!(got["requests.storage"], "10Gi");
-        assert_eq!(got["fast.storageclass.storage.k8s.io/requests.storage"], "10Gi");
+        assert_eq!(
+            got["fast.storageclass.storage.k8s.io/requests.storage"],
+            "10Gi"
+        );
         assert_eq!(got["persistentvolumeclaims"], "1");
     }
 
@@ -372,11 +415,23 @@ mod tests {
         let now = Timestamp::from_second(0).unwrap();
         let best = pod(serde_json::json!({"spec": {"containers": [{"name": "c"}]}}));
         let burst = running("1", "1Gi");
-        let q = quota(serde_json::json!({"pods": "5"}), serde_json::json!(["BestEffort"]));
-        let ns = Namespace { pods: vec![&best, &burst], ..Default::default() };
+        let q = quota(
+            serde_json::json!({"pods": "5"}),
+            serde_json::json!(["BestEffort"]),
+        );
+        let ns = Namespace {
+            pods: vec![&best, &burst],
+            ..Default::default()
+        };
         assert_eq!(strings(used(&q, &ns, now))["pods"], "1");
-        let q = quota(serde_json::json!({"pods": "5", "requests.cpu": "4"}), serde_json::json!(["NotBestEffort"]));
+        let q = quota(
+            serde_json::json!({"pods": "5", "requests.cpu": "4"}),
+            serde_json::json!(["NotBestEffort"]),
+        );
         let got = strings(used(&q, &ns, now));
-        assert_eq!((got["pods"].as_str(), got["requests.cpu"].as_str()), ("1", "1"));
+        assert_eq!(
+            (got["pods"].as_str(), got["requests.cpu"].as_str()),
+            ("1", "1")
+        );
     }
 }

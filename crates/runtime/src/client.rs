@@ -65,6 +65,10 @@ async fn from_kubeconfig(
     // Control loops make many small requests; the default 295 s read timeout is only
     // wrong for watches, which kube sets per request.
     config.read_timeout = Some(std::time::Duration::from_secs(60));
+    // Loops retry through their work queues with backoff; the client's own retry of
+    // 429s would hide answers that mean "not now" (a PodDisruptionBudget refusing an
+    // eviction) for minutes.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|source| ClientError::Client {
         path: what.to_string(),
         source,

@@ -524,6 +524,10 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
     Ok(figures)
 }
 
+fn mebibytes(bytes: u64) -> String {
+    format!("{} MiB", mib(bytes))
+}
+
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
@@ -563,12 +567,12 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
         replicas = thousands(s.replicas as f64),
         deploy = secs(f.deploy),
         rollout = secs(f.rollout),
-        idle = mib(f.server_idle_rss),
+        idle = mebibytes(f.server_idle_rss),
         total = thousands(s.memory_pods as f64),
-        server = mib(f.server_rss),
-        sched = mib(f.scheduler_rss),
-        cp = mib(f.server_rss + f.scheduler_rss),
-        hollow = mib(f.hollow_rss),
+        server = mebibytes(f.server_rss),
+        sched = mebibytes(f.scheduler_rss),
+        cp = mebibytes(f.server_rss + f.scheduler_rss),
+        hollow = mebibytes(f.hollow_rss),
     ));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     out.push_str(&format!(

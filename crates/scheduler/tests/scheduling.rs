@@ -197,19 +197,35 @@ async fn topology_spread_balances_zones() {
 async fn preemption_evicts_a_lower_priority_pod_and_nominates_the_node() {
     let c = Cluster::start().await;
     c.node("only", "4", json!({})).await;
-    c.pod("low", "3", json!({"spec": {"priority": 0}})).await;
+    // The API server's Priority admission turns class names into spec.priority.
+    let classes: kube::Api<k8s_openapi::api::scheduling::v1::PriorityClass> =
+        kube::Api::all(c.client.clone());
+    for (name, value, policy) in [
+        ("middle-never", 500, "Never"),
+        ("top", 1000, "PreemptLowerPriority"),
+    ] {
+        let class = serde_json::from_value(json!({
+            "metadata": {"name": name}, "value": value, "preemptionPolicy": policy,
+        }))
+        .expect("priority class");
+        classes
+            .create(&kube::api::PostParams::default(), &class)
+            .await
+            .expect("create priority class");
+    }
+    c.pod("low", "3", json!({})).await;
     assert_eq!(c.bound("low").await, "only");
     c.pod(
         "never",
         "3",
-        json!({"spec": {"priority": 500, "preemptionPolicy": "Never"}}),
+        json!({"spec": {"priorityClassName": "middle-never"}}),
     )
     .await;
     assert_eq!(
         c.unschedulable("never").await,
         "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
     );
-    c.pod("high", "2", json!({"spec": {"priority": 1000}}))
+    c.pod("high", "2", json!({"spec": {"priorityClassName": "top"}}))
         .await;
     // No kubelet here: finish the victim's graceful deletion as a node agent would.
     let pods = c.pods();

@@ -136,6 +136,26 @@ pub struct Running {
     pub app: Arc<App>,
 }
 
+/// Starts a server in `data_dir` on a free loopback port and waits until it is ready:
+/// what in-process integration tests of the server's clients (scheduler, controllers,
+/// simulated nodes) start.
+pub async fn start_local(data_dir: &Path) -> Result<Running, ServerError> {
+    let mut config = Config::new(data_dir);
+    config.bind_address = IpAddr::from([127, 0, 0, 1]);
+    config.https_port = 0;
+    let running = start(config).await?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !running.app.is_ready() {
+        if Instant::now() > deadline {
+            return Err(ServerError::Config(
+                "the API server was not ready within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Ok(running)
+}
+
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     if config.datastore_endpoints.is_empty() {

@@ -4,7 +4,10 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +32,18 @@ pub async fn run<T, F, Fut, E>(
         let reconcile = reconcile.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(key) = queue.get().await {
-                match reconcile(key.clone()).await {
+                // A bug in one reconcile must not kill the worker and leave its key
+                // marked "processing" for ever: report it and retry with backoff.
+                let outcome = AssertUnwindSafe(reconcile(key.clone()))
+                    .catch_unwind()
+                    .await;
+                let Ok(outcome) = outcome else {
+                    tracing::error!(queue = queue.name(), %key, "reconcile panicked; retrying with backoff");
+                    queue.add_rate_limited(key.clone());
+                    queue.done(&key);
+                    continue;
+                };
+                match outcome {
                     Ok(next) => {
                         queue.forget(&key);
                         if let Some(after) = next {
@@ -56,5 +70,43 @@ pub async fn run<T, F, Fut, E>(
     queue.shut_down();
     for task in tasks {
         let _ = task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_survives() {
+        let queue: WorkQueue<String> = WorkQueue::new("t", Duration::from_millis(10));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let c = calls.clone();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(run(
+            queue.clone(),
+            1,
+            shutdown.clone(),
+            move |key: String| {
+                let c = c.clone();
+                let stop = stop.clone();
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("bug in reconcile of {key}");
+                    }
+                    stop.cancel();
+                    Ok::<_, String>(None)
+                }
+            },
+        ));
+        queue.add("a".to_string());
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the key was retried after the panic")
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -140,20 +140,12 @@ fn log_bucket(t: Timestamp, now: Timestamp) -> i64 {
     }
 }
 
-/// Newer first; within one log2 bucket, by uid; a missing time sorts first.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    ua: &str,
-    ub: &str,
-    now: Timestamp,
-) -> Ordering {
+/// Newer first by log2 bucket (times in one bucket tie); a missing time sorts first.
+/// Ties fall through to the next criterion: breaking them here (e.g. by uid) would make
+/// the ranking inconsistent across criteria, and `sort_by` needs a total order.
+fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
     match (a, b) {
-        (Some(x), Some(y)) if x == y => Ordering::Equal,
-        (Some(x), Some(y)) => match log_bucket(x, now).cmp(&log_bucket(y, now)) {
-            Ordering::Equal => ua.cmp(ub),
-            o => o,
-        },
+        (Some(x), Some(y)) => log_bucket(x, now).cmp(&log_bucket(y, now)),
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
         (None, None) => Ordering::Equal,
@@ -162,7 +154,7 @@ fn newer_first(
 
 fn compare(a: &Pod, ra: i64, b: &Pod, rb: i64, now: Timestamp) -> Ordering {
     let assigned = |p: &Pod| pods::node_name(p).is_some();
-    let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
+    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     assigned(a)
         .cmp(&assigned(b))
         .then_with(|| phase_ordinal(a).cmp(&phase_ordinal(b)))
@@ -171,16 +163,16 @@ fn compare(a: &Pod, ra: i64, b: &Pod, rb: i64, now: Timestamp) -> Ordering {
         .then_with(|| rb.cmp(&ra))
         .then_with(|| {
             if pods::is_ready(a) && pods::is_ready(b) {
-                newer_first(ready_since(a), ready_since(b), &uid(a), &uid(b), now)
+                newer_first(ready_since(a), ready_since(b), now)
             } else {
                 Ordering::Equal
             }
         })
         .then_with(|| restarts(b).cmp(&restarts(a)))
-        .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            newer_first(created(a), created(b), &uid(a), &uid(b), now)
-        })
+        .then_with(|| newer_first(created(a), created(b), now))
+        // Last, as upstream with LogarithmicScaleDown: the uid, so equal ranks are
+        // broken the same way on every pass.
+        .then_with(|| a.metadata.uid.cmp(&b.metadata.uid))
 }
 
 #[cfg(test)]
@@ -214,6 +206,42 @@ mod tests {
         ps.iter()
             .map(|p| p.metadata.name.clone().unwrap_or_default())
             .collect()
+    }
+
+    /// Regression: ranking 1,750 pods of a rollout panicked in `sort_by` ("comparison
+    /// function does not correctly implement a total order"): equal times tied while
+    /// nearby times in the same log2 bucket were ordered by uid. Checks transitivity.
+    #[test]
+    fn ranking_is_a_total_order() {
+        let owned: Vec<Pod> = (0..24)
+            .map(|i| {
+                pod(
+                    &format!("p{:02}", (i * 7) % 24),
+                    Some("n"),
+                    "Running",
+                    Some(1000 + (i % 3) as i64),
+                    900 + (i % 4) as i64,
+                )
+            })
+            .collect();
+        let now = Timestamp::from_second(1100).unwrap();
+        let le = |a: &Pod, b: &Pod| compare(a, 0, b, 0, now) != Ordering::Greater;
+        for a in &owned {
+            for b in &owned {
+                assert_eq!(
+                    compare(a, 0, b, 0, now),
+                    compare(b, 0, a, 0, now).reverse(),
+                    "antisymmetric"
+                );
+                for c in &owned {
+                    if le(a, b) && le(b, c) {
+                        assert!(le(a, c), "transitive");
+                    }
+                }
+            }
+        }
+        let refs: Vec<&Pod> = owned.iter().collect();
+        assert_eq!(pods_to_delete(&refs, &refs, 10, now).len(), 10);
     }
 
     #[test]

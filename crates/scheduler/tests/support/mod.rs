@@ -35,17 +35,9 @@ impl Cluster {
 
     pub async fn start_with(settings: skiff_scheduler::Settings) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = skiff_apiserver::Config::new(dir.path());
-        config.bind_address = [127, 0, 0, 1].into();
-        config.https_port = 0;
-        let running = skiff_apiserver::start(config)
+        let running = skiff_apiserver::start_local(dir.path())
             .await
             .expect("API server starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !running.app.is_ready() {
-            assert!(Instant::now() < deadline, "API server not ready in 30 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         let client = skiff_runtime::client::from_kubeconfig_file(&running.kubeconfig)
             .await
             .expect("client");

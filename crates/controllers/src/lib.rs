@@ -41,6 +41,11 @@ pub struct Settings {
     /// Terminated pods kept before the pod GC deletes the oldest
     /// (`--terminated-pod-gc-threshold`).
     pub terminated_pod_gc_threshold: usize,
+    /// How often the pod GC looks (upstream: 20 s).
+    pub pod_gc_period: Duration,
+    /// How long a pod's node must be missing before the pod GC deletes the pod
+    /// (upstream: 40 s).
+    pub pod_gc_orphan_quarantine: Duration,
     /// Workers per loop (upstream's `--concurrent-*-syncs`, 5 for most loops).
     pub workers: usize,
     /// Longest retry backoff for a failing key.
@@ -52,6 +57,8 @@ impl Default for Settings {
         Self {
             node_monitor_grace_period: Duration::from_secs(40),
             terminated_pod_gc_threshold: 12500,
+            pod_gc_period: Duration::from_secs(20),
+            pod_gc_orphan_quarantine: Duration::from_secs(40),
             workers: 5,
             max_retry_delay: Duration::from_secs(60),
         }

@@ -22,10 +22,6 @@ use skiff_runtime::Informer;
 use crate::util::pods;
 use crate::{Ctx, Loop};
 
-/// How often the collector looks (upstream's gcCheckPeriod).
-pub const CHECK_PERIOD: Duration = Duration::from_secs(20);
-/// How long a node must be missing before its pods count as orphaned.
-pub const QUARANTINE: Duration = Duration::from_secs(40);
 const OUT_OF_SERVICE_TAINT: &str = "node.kubernetes.io/out-of-service";
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +182,8 @@ struct State {
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     threshold: usize,
+    /// How long a node must be missing before its pods count as orphaned.
+    quarantine: Duration,
     /// Missing nodes and when they were first seen missing.
     missing_since: HashMap<String, Instant>,
 }
@@ -204,7 +202,7 @@ impl State {
         let mut confirmed = HashSet::new();
         for n in missing {
             let since = *self.missing_since.entry(n.clone()).or_insert(now);
-            if now.duration_since(since) < QUARANTINE {
+            if now.duration_since(since) < self.quarantine {
                 continue;
             }
             // The cache may lag: only a NotFound from the server confirms the node gone.
@@ -264,11 +262,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         pods: ctx.informers.informer::<Pod>(),
         nodes: ctx.informers.informer::<Node>(),
         threshold: ctx.settings.terminated_pod_gc_threshold,
+        quarantine: ctx.settings.pod_gc_orphan_quarantine,
         missing_since: HashMap::new(),
     };
     let shutdown = ctx.shutdown.clone();
+    let period = ctx.settings.pod_gc_period;
     Box::pin(async move {
-        let mut tick = tokio::time::interval(CHECK_PERIOD);
+        let mut tick = tokio::time::interval(period);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

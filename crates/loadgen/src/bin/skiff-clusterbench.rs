@@ -1,12 +1,12 @@
 //! `skiff-clusterbench`: the control loops at scale, end to end through the API server.
 //!
-//! Starts a real `skiff server` (embedded store, controller manager in-process, scheduler
-//! held back), `skiff hollow-nodes` with 5,000 simulated nodes as its own process, then:
+//! Starts a real `skiff server` (embedded store), `skiff controller-manager`, and
+//! `skiff hollow-nodes` with 5,000 simulated nodes, each as its own process, then:
 //! 1. scheduling throughput: 10,000 pending pods, then `skiff scheduler` starts as its
 //!    own process; time from its first bind to its last (and from its start);
 //! 2. a 1,000-replica Deployment: time until all replicas are available;
 //! 3. a rollout of that Deployment (image change): time until complete;
-//! 4. control-plane resident memory with 5,000 nodes and 50,000 pods (server + scheduler).
+//! 4. control-plane resident memory with 5,000 nodes and 50,000 pods, per process.
 //!
 //! ```text
 //! cargo build --release -p skiff -p skiff-loadgen
@@ -36,8 +36,9 @@ const BEGIN: &str = "<!-- cluster-bench:begin -->";
 const END: &str = "<!-- cluster-bench:end -->";
 const DESCRIPTION: &str = "## Control loops at scale
 
-`skiff-clusterbench` (in `crates/loadgen`) runs a real `skiff server` (embedded store, the
-controller manager in the same process), `skiff hollow-nodes` as a separate process
+`skiff-clusterbench` (in `crates/loadgen`) runs a real `skiff server` (embedded store),
+`skiff controller-manager` as its own process (so its memory shows apart; `skiff server`
+runs the same code in-process), `skiff hollow-nodes` as a separate process
 simulating 5,000 nodes (each registers a Node, renews its Lease every 10 s and runs the pods
 bound to it), and `skiff scheduler` as a separate process started once 10,000 pods are
 pending, so the scheduler's throughput is measured apart from pod creation. Every step goes
@@ -324,6 +325,7 @@ struct Figures {
     deploy: Duration,
     rollout: Duration,
     server_rss: u64,
+    manager_rss: u64,
     scheduler_rss: u64,
     hollow_rss: u64,
     server_idle_rss: u64,
@@ -331,13 +333,30 @@ struct Figures {
 
 async fn measure(sizes: Sizes) -> Result<Figures> {
     let skiff = skiff_binary()?;
-    let (server, _) = Server::start(&skiff, None, &["--disable-scheduler"]).await?;
+    // Each part in its own process so each one's memory shows: `skiff server` runs the
+    // same code in one process.
+    let (server, _) = Server::start(
+        &skiff,
+        None,
+        &["--disable-scheduler", "--disable-controller-manager"],
+    )
+    .await?;
     let server_idle_rss = rss_bytes(server.pid())?;
     let dir = tempfile::Builder::new()
         .prefix("skiff-clusterbench-")
         .tempdir()?;
     let kubeconfig = server.kubeconfig.display().to_string();
     let client = server.client().await?;
+    let mut manager = Proc::spawn(
+        "controller-manager",
+        &skiff,
+        &[
+            "controller-manager".into(),
+            "--kubeconfig".into(),
+            kubeconfig.clone(),
+        ],
+        dir.path(),
+    )?;
 
     eprintln!("starting {} hollow nodes", sizes.nodes);
     let mut hollow = Proc::spawn(
@@ -393,7 +412,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
         "all pods bound",
         Duration::from_secs(600),
         || Ok(count_bound(&tally.lock().unwrap_or_else(|e| e.into_inner())) >= sizes.pods),
-        &mut [&mut scheduler, &mut hollow],
+        &mut [&mut scheduler, &mut hollow, &mut manager],
     )
     .await?;
     let (first, last) = {
@@ -420,7 +439,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
                 .len()
                 >= sizes.pods)
         },
-        &mut [&mut scheduler, &mut hollow],
+        &mut [&mut scheduler, &mut hollow, &mut manager],
     )
     .await?
         + all_bound;
@@ -447,7 +466,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
         sizes.replicas,
         1,
         Duration::from_secs(600),
-        &mut [&mut scheduler, &mut hollow],
+        &mut [&mut scheduler, &mut hollow, &mut manager],
     )
     .await?;
     eprintln!("deployment available in {:.1} s", deploy.as_secs_f64());
@@ -462,7 +481,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
         sizes.replicas,
         generation,
         Duration::from_secs(900),
-        &mut [&mut scheduler, &mut hollow],
+        &mut [&mut scheduler, &mut hollow, &mut manager],
     )
     .await?;
     eprintln!("rollout done in {:.1} s", rollout.as_secs_f64());
@@ -486,6 +505,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
     loop {
         scheduler.check()?;
         hollow.check()?;
+        manager.check()?;
         let list = pods_api
             .list_metadata(&ListParams::default().limit(1))
             .await?;
@@ -516,6 +536,7 @@ async fn measure(sizes: Sizes) -> Result<Figures> {
         deploy,
         rollout,
         server_rss: rss_bytes(server.pid())?,
+        manager_rss: manager.rss()?,
         scheduler_rss: scheduler.rss()?,
         hollow_rss: hollow.rss()?,
         server_idle_rss,
@@ -550,9 +571,10 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
 | All {pods} pods Running (hollow nodes' status writes), from scheduler start | {all_running} |\n\
 | Deployment of {replicas} replicas: create → all available | {deploy} |\n\
 | Rollout of that Deployment (image change, 25% surge / 25% unavailable) → complete | {rollout} |\n\
-| Control plane RSS, idle (API server + controller manager, before nodes) | {idle} |\n\
-| Control plane RSS at {nodes} nodes / {total} pods: server process (API server, store, controller manager) | {server} |\n\
-| … scheduler process | {sched} |\n\
+| API server RSS, idle (before nodes) | {idle} |\n\
+| Control plane RSS at {nodes} nodes / {total} pods: API server and store | {server} |\n\
+| … controller manager | {manager} |\n\
+| … scheduler | {sched} |\n\
 | … total control plane | **{cp}** |\n\
 | Hollow-nodes process (the simulated nodes, not control plane) | {hollow} |\n",
         nodes = thousands(s.nodes as f64),
@@ -571,7 +593,8 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
         total = thousands(s.memory_pods as f64),
         server = mebibytes(f.server_rss),
         sched = mebibytes(f.scheduler_rss),
-        cp = mebibytes(f.server_rss + f.scheduler_rss),
+        manager = mebibytes(f.manager_rss),
+        cp = mebibytes(f.server_rss + f.manager_rss + f.scheduler_rss),
         hollow = mebibytes(f.hollow_rss),
     ));
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

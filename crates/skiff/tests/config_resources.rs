@@ -380,6 +380,14 @@ spec:
     max: {cpu: "2"}
     default: {memory: 512Mi}
 ---
+# Hand-written Endpoints belong to a Service without a selector: the endpoints
+# controller deletes Endpoints that have no Service at all, as upstream's does.
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  ports: [{port: 8080}]
+---
 apiVersion: v1
 kind: Endpoints
 metadata: {name: web}

@@ -281,7 +281,9 @@ fn describe_pod_and_service() {
         "tier=front",
         "Status:       Pending",
         "Image:        nginx:1.25",
-        "QoS Class:        BestEffort",
+        // The API server's DefaultTolerationSeconds admission adds these, as upstream's.
+        "QoS Class:       BestEffort",
+        "Tolerations:     node.kubernetes.io/not-ready:NoExecute op=Exists for 300s",
     ] {
         assert!(out.contains(want), "{want:?} missing from:\n{out}");
     }

@@ -202,16 +202,27 @@ async fn pod_crud_with_typed_api() {
         .expect("list pods");
     assert_eq!(listed.items.len(), 1);
 
-    let mut relabelled = got.clone();
-    relabelled
-        .metadata
-        .labels
-        .get_or_insert_with(Default::default)
-        .insert("version".into(), "2".into());
-    let replaced = pods
-        .replace("web", &PostParams::default(), &relabelled)
-        .await
-        .expect("replace pod");
+    // Read-modify-write as clients do: the scheduler may write the pod's status (no node
+    // fits here) between the read and the replace, which is a 409 to retry.
+    let mut current = got.clone();
+    let replaced = loop {
+        let mut relabelled = current.clone();
+        relabelled
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("version".into(), "2".into());
+        match pods
+            .replace("web", &PostParams::default(), &relabelled)
+            .await
+        {
+            Ok(p) => break p,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                current = pods.get("web").await.expect("get pod");
+            }
+            Err(e) => panic!("replace pod: {e}"),
+        }
+    };
     assert_eq!(
         replaced.metadata.labels.as_ref().unwrap()["version"],
         "2",

@@ -241,7 +241,9 @@ fn diff_exits_1_with_a_diff_when_changed_and_0_when_same() {
 
 #[test]
 fn replace_updates_and_a_stale_resource_version_conflicts() {
-    let server = Server::start();
+    // No scheduler: its status write (no node fits) would make the first replace a
+    // legitimate conflict too; this checks the API server's optimistic concurrency.
+    let server = Server::start_with(&["--disable-scheduler"]);
     server.ok_stdin(&["create", "-f", "-"], &pod("web", "nginx:1.25"));
     let live = server.ok(&["get", "pod", "web", "-o", "yaml"]);
     let out = server.ok_stdin(

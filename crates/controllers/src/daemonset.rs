@@ -16,7 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::Api;
 use skiff_runtime::events::Recorder;
 use skiff_runtime::selector::Selector;
@@ -286,33 +286,26 @@ impl State {
             revision::Found::Existing(r) => return Ok((*r).clone()),
             revision::Found::New(r) => r,
         };
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), key.namespace());
-        let name = new.metadata.name.clone().unwrap_or_default();
-        match api.create(&PostParams::default(), &new).await {
-            Ok(r) => Ok(r),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                let existing =
-                    api.get(&name)
-                        .await
-                        .map_err(api_err("reading revision", name.clone(), key))?;
-                if existing.data == new.data {
-                    return Ok(existing);
-                }
-                let mut next = ds.clone();
-                next.status
-                    .get_or_insert_with(Default::default)
-                    .collision_count = Some(collisions + 1);
-                let sets: Api<DaemonSet> = Api::namespaced(self.client.clone(), key.namespace());
-                sets.replace_status(&key.name, &PostParams::default(), &next)
-                    .await
-                    .map_err(api_err("writing status", "", key))?;
-                Err(Error::Collision {
-                    key: key.clone(),
-                    name,
-                })
-            }
-            Err(e) => Err(api_err("creating revision", name, key)(e)),
-        }
+        let name = match revision::create(&self.client, key.namespace(), &new)
+            .await
+            .map_err(|(verb, what, e)| api_err(verb, what, key)(e))?
+        {
+            revision::Created::Revision(r) => return Ok(*r),
+            revision::Created::Collision(name) => name,
+        };
+        // A hash collision: count it so the next name differs.
+        let mut next = ds.clone();
+        next.status
+            .get_or_insert_with(Default::default)
+            .collision_count = Some(collisions + 1);
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), key.namespace());
+        api.replace_status(&key.name, &PostParams::default(), &next)
+            .await
+            .map_err(api_err("writing status", "", key))?;
+        Err(Error::Collision {
+            key: key.clone(),
+            name,
+        })
     }
 
     /// Keeps at most `revisionHistoryLimit` (default 10) revisions no pod uses.
@@ -330,26 +323,10 @@ impl State {
             .and_then(|s| s.revision_history_limit)
             .unwrap_or(10)
             .max(0) as usize;
-        let mut live: Vec<String> = pods
-            .iter()
-            .filter_map(|p| {
-                p.metadata
-                    .labels
-                    .as_ref()?
-                    .get(revision::HASH_LABEL)
-                    .cloned()
-            })
-            .collect();
+        let mut live = revision::pod_hashes(pods);
         live.push(hash.to_string());
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), key.namespace());
-        for r in revision::to_prune(revisions, &live, limit) {
-            let name = r.metadata.name.clone().unwrap_or_default();
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(api_err("deleting revision", name, key)(e)),
-            }
-        }
-        Ok(())
+        revision::prune(&self.client, key.namespace(), revisions, &live, limit)
+            .await
+            .map_err(|(verb, what, e)| api_err(verb, what, key)(e))
     }
 }

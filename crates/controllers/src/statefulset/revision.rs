@@ -138,6 +138,74 @@ pub fn to_prune<'a>(
     old
 }
 
+/// What creating a revision came to.
+pub enum Created {
+    /// Created now, or an identical one already existed.
+    Revision(Box<ControllerRevision>),
+    /// A different revision holds the name: a hash collision. The owner must bump its
+    /// `status.collisionCount` so the next name differs.
+    Collision(String),
+}
+
+/// A failed revision write: what was being done, to which revision, and why.
+pub type WriteError = (&'static str, String, kube::Error);
+
+/// Creates `new`, treating an existing identical revision as success (another pass or
+/// controller instance made it).
+pub async fn create(
+    client: &kube::Client,
+    namespace: &str,
+    new: &ControllerRevision,
+) -> Result<Created, WriteError> {
+    use kube::api::{Api, PostParams};
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
+    let name = new.metadata.name.clone().unwrap_or_default();
+    match api.create(&PostParams::default(), new).await {
+        Ok(r) => Ok(Created::Revision(Box::new(r))),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api
+                .get(&name)
+                .await
+                .map_err(|e| ("reading revision", name.clone(), e))?;
+            if existing.data == new.data {
+                Ok(Created::Revision(Box::new(existing)))
+            } else {
+                Ok(Created::Collision(name))
+            }
+        }
+        Err(e) => Err(("creating revision", name, e)),
+    }
+}
+
+/// The revision hashes pods carry (revisions in use are never pruned).
+pub fn pod_hashes(pods: &[Arc<k8s_openapi::api::core::v1::Pod>]) -> Vec<String> {
+    pods.iter()
+        .filter_map(|p| p.metadata.labels.as_ref()?.get(HASH_LABEL).cloned())
+        .collect()
+}
+
+/// Deletes the revisions beyond `limit` that nothing in `live` uses; already gone is
+/// fine.
+pub async fn prune(
+    client: &kube::Client,
+    namespace: &str,
+    revisions: &[Arc<ControllerRevision>],
+    live: &[String],
+    limit: usize,
+) -> Result<(), WriteError> {
+    use kube::api::{Api, DeleteParams};
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
+    for r in to_prune(revisions, live, limit) {
+        let name = r.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(("deleting revision", name, e)),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,12 +42,8 @@ pub enum Error {
     },
 }
 
-const OWNER_INDEX: &str = "cronjob-owner";
-
 fn owner_key(job: &Job) -> Option<ObjectKey> {
-    let r = owner::controller_of(&job.metadata)?;
-    (r.kind == "CronJob" && r.api_version.starts_with("batch/"))
-        .then(|| ObjectKey::new(job.metadata.namespace.as_deref(), &r.name))
+    owner::controller_key(&job.metadata, "batch", "CronJob")
 }
 
 struct State {
@@ -60,9 +56,7 @@ struct State {
 pub fn controller(ctx: &Ctx) -> Loop {
     let cronjobs = ctx.informers.informer::<CronJob>();
     let jobs = ctx.informers.informer::<Job>();
-    jobs.add_index(OWNER_INDEX, |j| {
-        owner_key(j).map(|k| k.to_string()).into_iter().collect()
-    });
+    owner::index_by_controller(&jobs);
     let queue = WorkQueue::new("cronjob", ctx.settings.max_retry_delay);
     let q = queue.clone();
     cronjobs.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
@@ -95,9 +89,7 @@ impl State {
             return Ok(None);
         };
         let uid = cj.metadata.uid.clone().unwrap_or_default();
-        let jobs: Vec<Arc<Job>> = self
-            .jobs
-            .by_index(OWNER_INDEX, &key.to_string())
+        let jobs: Vec<Arc<Job>> = owner::controlled_by(&self.jobs, "batch", "CronJob", &key)
             .into_iter()
             .filter(|j| owner::is_controlled_by(&j.metadata, &uid))
             .collect();

@@ -41,14 +41,11 @@ pub enum Error {
     Collision { key: ObjectKey, name: String },
 }
 
-const OWNER_INDEX: &str = "daemonset-owner";
-
+/// The DaemonSet controlling an object (pod or revision), if one does.
 fn owner_key(
     meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
 ) -> Option<ObjectKey> {
-    let r = owner::controller_of(meta)?;
-    (r.kind == "DaemonSet" && r.api_version.starts_with("apps/"))
-        .then(|| ObjectKey::new(meta.namespace.as_deref(), &r.name))
+    owner::controller_key(meta, "apps", "DaemonSet")
 }
 
 struct State {
@@ -66,18 +63,8 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let nodes = ctx.informers.informer::<Node>();
     let pods = ctx.informers.informer::<Pod>();
     let revisions = ctx.informers.informer::<ControllerRevision>();
-    pods.add_index(OWNER_INDEX, |p| {
-        owner_key(&p.metadata)
-            .map(|k| k.to_string())
-            .into_iter()
-            .collect()
-    });
-    revisions.add_index(OWNER_INDEX, |r| {
-        owner_key(&r.metadata)
-            .map(|k| k.to_string())
-            .into_iter()
-            .collect()
-    });
+    owner::index_by_controller(&pods);
+    owner::index_by_controller(&revisions);
     let queue = WorkQueue::new("daemonset", ctx.settings.max_retry_delay);
     let state = Arc::new(State {
         client: ctx.client.clone(),
@@ -170,19 +157,16 @@ impl State {
         let Ok(selector) = Selector::new(Some(&spec.selector)) else {
             return Ok(None);
         };
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .by_index(OWNER_INDEX, &key.to_string())
+        let pods: Vec<Arc<Pod>> = owner::controlled_by(&self.pods, "apps", "DaemonSet", &key)
             .into_iter()
             .filter(|p| owner::is_controlled_by(&p.metadata, &uid))
             .filter(|p| selector.matches(p.metadata.labels.as_ref()))
             .collect();
-        let revisions: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .by_index(OWNER_INDEX, &key.to_string())
-            .into_iter()
-            .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
-            .collect();
+        let revisions: Vec<Arc<ControllerRevision>> =
+            owner::controlled_by(&self.revisions, "apps", "DaemonSet", &key)
+                .into_iter()
+                .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
+                .collect();
         let rev = self.current_revision(&key, &ds, &revisions).await?;
         let hash = revision::hash_of(&rev);
         let nodes = self.nodes.list();

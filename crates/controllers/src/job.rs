@@ -55,16 +55,12 @@ pub enum Error {
     },
 }
 
-const JOB_INDEX: &str = "job-owner";
-
 /// The `spec.managedBy` value that means this controller (also the default).
 const MANAGED_BY: &str = "kubernetes.io/job-controller";
 
-/// "ns/name" of the Job controlling `pod`.
+/// The Job controlling `pod`, if one does.
 fn owner_key(pod: &Pod) -> Option<ObjectKey> {
-    let r = owner::controller_of(&pod.metadata)?;
-    (r.kind == "Job" && r.api_version.starts_with("batch/"))
-        .then(|| ObjectKey::new(pod.metadata.namespace.as_deref(), &r.name))
+    owner::controller_key(&pod.metadata, "batch", "Job")
 }
 
 struct State {
@@ -79,9 +75,7 @@ struct State {
 pub fn controller(ctx: &Ctx) -> Loop {
     let jobs = ctx.informers.informer::<Job>();
     let pods = ctx.informers.informer::<Pod>();
-    pods.add_index(JOB_INDEX, |p| {
-        owner_key(p).map(|k| k.to_string()).into_iter().collect()
-    });
+    owner::index_by_controller(&pods);
     let queue = WorkQueue::new("job", ctx.settings.max_retry_delay);
     let state = Arc::new(State {
         client: ctx.client.clone(),
@@ -124,7 +118,7 @@ pub fn controller(ctx: &Ctx) -> Loop {
 
 impl State {
     async fn reconcile(&self, key: ObjectKey) -> Result<Option<Duration>, Error> {
-        let pods = self.pods.by_index(JOB_INDEX, &key.to_string());
+        let pods = owner::controlled_by(&self.pods, "batch", "Job", &key);
         let Some(job) = self.jobs.get(&key) else {
             // The job is gone: its pods must not stay blocked by our finalizer.
             self.expectations.forget(&key);

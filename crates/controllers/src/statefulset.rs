@@ -43,18 +43,6 @@ pub enum Error {
     Collision { key: ObjectKey, name: String },
 }
 
-const OWNER_INDEX: &str = "statefulset-owner";
-
-/// "ns/name" of the object of kind `kind` that controls `meta`'s object.
-pub(crate) fn owner_key_of(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    kind: &str,
-) -> Option<ObjectKey> {
-    let r = owner::controller_of(meta)?;
-    (r.kind == kind && r.api_version.starts_with("apps/"))
-        .then(|| ObjectKey::new(meta.namespace.as_deref(), &r.name))
-}
-
 struct State {
     client: kube::Client,
     sets: Informer<StatefulSet>,
@@ -69,30 +57,20 @@ pub fn controller(ctx: &Ctx) -> Loop {
     let pods = ctx.informers.informer::<Pod>();
     let revisions = ctx.informers.informer::<ControllerRevision>();
     let claims = ctx.informers.informer::<PersistentVolumeClaim>();
-    pods.add_index(OWNER_INDEX, |p| {
-        owner_key_of(&p.metadata, "StatefulSet")
-            .map(|k| k.to_string())
-            .into_iter()
-            .collect()
-    });
-    revisions.add_index(OWNER_INDEX, |r| {
-        owner_key_of(&r.metadata, "StatefulSet")
-            .map(|k| k.to_string())
-            .into_iter()
-            .collect()
-    });
+    owner::index_by_controller(&pods);
+    owner::index_by_controller(&revisions);
     let queue = WorkQueue::new("statefulset", ctx.settings.max_retry_delay);
     let q = queue.clone();
     sets.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
     let q = queue.clone();
     pods.on_change(move |c| {
-        if let Some(k) = owner_key_of(&c.object().metadata, "StatefulSet") {
+        if let Some(k) = owner::controller_key(&c.object().metadata, "apps", "StatefulSet") {
             q.add(k);
         }
     });
     let q = queue.clone();
     revisions.on_change(move |c| {
-        if let Some(k) = owner_key_of(&c.object().metadata, "StatefulSet") {
+        if let Some(k) = owner::controller_key(&c.object().metadata, "apps", "StatefulSet") {
             q.add(k);
         }
     });
@@ -143,19 +121,16 @@ impl State {
         let Ok(selector) = Selector::new(Some(&spec.selector)) else {
             return Ok(None);
         };
-        let pods: Vec<Arc<Pod>> = self
-            .pods
-            .by_index(OWNER_INDEX, &key.to_string())
+        let pods: Vec<Arc<Pod>> = owner::controlled_by(&self.pods, "apps", "StatefulSet", &key)
             .into_iter()
             .filter(|p| owner::is_controlled_by(&p.metadata, &uid))
             .filter(|p| selector.matches(p.metadata.labels.as_ref()))
             .collect();
-        let revisions: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .by_index(OWNER_INDEX, &key.to_string())
-            .into_iter()
-            .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
-            .collect();
+        let revisions: Vec<Arc<ControllerRevision>> =
+            owner::controlled_by(&self.revisions, "apps", "StatefulSet", &key)
+                .into_iter()
+                .filter(|r| owner::is_controlled_by(&r.metadata, &uid))
+                .collect();
 
         let update_rev = self.update_revision(&key, &set, &revisions).await?;
         let update = Rev {

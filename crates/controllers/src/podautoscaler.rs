@@ -21,7 +21,7 @@ use std::time::Duration;
 use k8s_openapi::api::autoscaling::v1::Scale;
 use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
-    MetricSpec, MetricStatus, MetricValueStatus,
+    MetricSpec, MetricStatus, MetricTarget, MetricValueStatus,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
@@ -516,6 +516,22 @@ async fn metric(
             .and_then(|q| i64::try_from(q.milli_value()).ok())
             .unwrap_or(0)
     };
+    // Object and External metrics: one value against `value`, or shared by the pods
+    // against `averageValue`.
+    let against_target = |value: i64, target: &MetricTarget| {
+        if target.type_ == "AverageValue" {
+            let p =
+                replicas::for_average_value(current, value, milli(target.average_value.as_ref()));
+            let avg = p.current;
+            (p, value_status(None, Some(avg), None))
+        } else {
+            let ready = pods.iter().filter(|p| podutil::is_ready(p)).count() as i32;
+            (
+                replicas::for_value(current, ready, value, milli(target.value.as_ref())),
+                value_status(None, None, Some(value)),
+            )
+        }
+    };
     match spec.type_.as_str() {
         "Resource" | "ContainerResource" => {
             let (name, container, target, reason) = match (&spec.resource, &spec.container_resource)
@@ -629,21 +645,7 @@ async fn metric(
                 .object(ns, &object, &name)
                 .await
                 .map_err(|e| ("FailedGetObjectMetric", e.0))?;
-            let ready = pods.iter().filter(|p| podutil::is_ready(p)).count() as i32;
-            let (p, current_status) = if m.target.type_ == "AverageValue" {
-                let p = replicas::for_average_value(
-                    current,
-                    value,
-                    milli(m.target.average_value.as_ref()),
-                );
-                let avg = p.current;
-                (p, value_status(None, Some(avg), None))
-            } else {
-                (
-                    replicas::for_value(current, ready, value, milli(m.target.value.as_ref())),
-                    value_status(None, None, Some(value)),
-                )
-            };
+            let (p, current_status) = against_target(value, &m.target);
             let mut status = MetricStatus {
                 type_: "Object".into(),
                 ..Default::default()
@@ -672,21 +674,7 @@ async fn metric(
                 .await
                 .map_err(|e| ("FailedGetExternalMetric", e.0))?;
             let value: i64 = values.iter().sum();
-            let ready = pods.iter().filter(|p| podutil::is_ready(p)).count() as i32;
-            let (p, current_status) = if m.target.type_ == "AverageValue" {
-                let p = replicas::for_average_value(
-                    current,
-                    value,
-                    milli(m.target.average_value.as_ref()),
-                );
-                let avg = p.current;
-                (p, value_status(None, Some(avg), None))
-            } else {
-                (
-                    replicas::for_value(current, ready, value, milli(m.target.value.as_ref())),
-                    value_status(None, None, Some(value)),
-                )
-            };
+            let (p, current_status) = against_target(value, &m.target);
             let mut status = MetricStatus {
                 type_: "External".into(),
                 ..Default::default()
@@ -866,5 +854,39 @@ mod tests {
             .ok()
             .unwrap();
         assert_eq!(o.replicas, 4, "20 per pod against 10");
+    }
+
+    #[tokio::test]
+    async fn object_and_external_metrics_against_value_and_average_value() {
+        let object: MetricSpec =
+            serde_json::from_value(serde_json::json!({"type": "Object", "object": {
+            "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "web"},
+            "metric": {"name": "rps"}, "target": {"type": "Value", "value": "500m"}}}))
+            .unwrap();
+        // Two pods at 500m each: the object's value is 1 against 500m, ratio 2 over 2 ready pods.
+        let o = metric(&fake(500), &object, "ns", "app=web", &pods(), 2)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(o.replicas, 4);
+        assert_eq!(o.name, "rps metric on Service/web");
+        assert_eq!(
+            o.status.object.unwrap().current.value,
+            Some(K8sQuantity("1".into()))
+        );
+        let external: MetricSpec = serde_json::from_value(serde_json::json!({"type": "External", "external": {
+            "metric": {"name": "queue"}, "target": {"type": "AverageValue", "averageValue": "250m"}}}))
+        .unwrap();
+        // A total of 1 shared by replicas at 250m each: 4.
+        let o = metric(&fake(500), &external, "ns", "app=web", &pods(), 2)
+            .await
+            .ok()
+            .unwrap();
+        assert_eq!(o.replicas, 4);
+        assert_eq!(o.name, "external metric queue");
+        assert_eq!(
+            o.status.external.unwrap().current.average_value,
+            Some(K8sQuantity("500m".into()))
+        );
     }
 }

@@ -73,17 +73,20 @@ pub async fn scheduler(
         .await;
 }
 
-/// Runs the controller manager under leader election until `shutdown`.
+/// Runs the controller manager's loops (`only` these, all when empty) under leader
+/// election until `shutdown`.
 pub async fn controller_manager(
     client: kube::Client,
     settings: skiff_controllers::Settings,
+    only: Vec<String>,
     shutdown: CancellationToken,
 ) {
     leader::Elector::new(client.clone(), election("kube-controller-manager"))
         .run(shutdown, move |leading| {
             let client = client.clone();
             let settings = settings.clone();
-            async move { skiff_controllers::run(client, settings, &[], leading).await }
+            let only = only.clone();
+            async move { skiff_controllers::run(client, settings, &only, leading).await }
         })
         .await;
 }

@@ -47,16 +47,10 @@ struct SchedulerArgs {
 
 async fn scheduler(args: SchedulerArgs) -> Result<()> {
     let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(components::scheduler(
-        client,
-        skiff_scheduler::Settings::default(),
-        shutdown.clone(),
-    ));
-    wait_for_signal().await?;
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    Ok(())
+    run_until_signal(|shutdown| {
+        components::scheduler(client, skiff_scheduler::Settings::default(), shutdown)
+    })
+    .await
 }
 
 #[derive(Args)]
@@ -317,6 +311,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         loops.push(tokio::spawn(components::controller_manager(
             client,
             args.loops.settings(),
+            Vec::new(),
             shutdown.clone(),
         )));
     }
@@ -340,26 +335,21 @@ async fn wait_for_signal() -> Result<()> {
 
 async fn controller_manager(args: ControllerManagerArgs) -> Result<()> {
     let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let shutdown = CancellationToken::new();
     let settings = args.loops.settings();
-    let controllers = args.controllers;
-    let elector = skiff_runtime::leader::Elector::new(
-        client.clone(),
-        components::election("kube-controller-manager"),
-    );
-    let task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            elector
-                .run(shutdown, move |leading| {
-                    let client = client.clone();
-                    let settings = settings.clone();
-                    let controllers = controllers.clone();
-                    async move { skiff_controllers::run(client, settings, &controllers, leading).await }
-                })
-                .await
-        }
-    });
+    run_until_signal(|shutdown| {
+        components::controller_manager(client, settings, args.controllers, shutdown)
+    })
+    .await
+}
+
+/// Runs one component until SIGINT/SIGTERM, then gives it 5 s to hand its lease over.
+async fn run_until_signal<F, Fut>(start: F) -> Result<()>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(start(shutdown.clone()));
     wait_for_signal().await?;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

@@ -408,3 +408,41 @@ fn pods_of_a_lost_node_are_replaced_on_other_nodes() {
             })
     });
 }
+
+/// The loops as their own processes (`skiff scheduler`, `skiff controller-manager`)
+/// against a server that runs neither: the same result as in one process.
+#[test]
+fn scheduler_and_controller_manager_run_as_separate_processes() {
+    let server = Server::start_with(&["--disable-scheduler", "--disable-controller-manager"]);
+    let spawn = |what: &str| {
+        let log = std::fs::File::create(server.data_dir.path().join(format!("{what}.log")))
+            .expect("log file");
+        let err = log.try_clone().expect("log file");
+        KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+                .args([what, "--kubeconfig"])
+                .arg(&server.kubeconfig)
+                .stdout(log)
+                .stderr(err)
+                .spawn()
+                .expect("start a skiff component"),
+        )
+    };
+    let _scheduler = spawn("scheduler");
+    let _manager = spawn("controller-manager");
+    let _nodes = HollowNodes::start(&server, 2, "node-", 0, &[]);
+    server.wait_nodes_ready(2, T);
+    server.ok(&["create", "-f", &support::nginx_rc_path()]);
+    eventually(T, "3 nginx pods Running", || {
+        server.running_pods("default", "app=nginx").len() == 3
+    });
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -9,6 +9,7 @@ pub mod admission;
 pub mod auth;
 mod bootstrap;
 mod discovery;
+pub mod encryption;
 mod handlers;
 mod http;
 pub mod ipalloc;
@@ -86,6 +87,8 @@ pub struct Config {
     pub max_inflight: usize,
     /// Tolerations for the node lifecycle taints that pods get by default.
     pub default_toleration_seconds: admission::DefaultTolerationSeconds,
+    /// EncryptionConfiguration for resources at rest (`--encryption-provider-config`).
+    pub encryption_provider_config: Option<PathBuf>,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             tls_sans: Vec::new(),
             max_inflight: 600,
             default_toleration_seconds: Default::default(),
+            encryption_provider_config: None,
         }
     }
 }
@@ -156,8 +160,20 @@ pub async fn start_local(data_dir: &Path) -> Result<Running, ServerError> {
     Ok(running)
 }
 
-/// Opens the store the configuration names.
+/// Opens the store the configuration names, behind encryption at rest when configured.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    let store = open_backend(config).await?;
+    let Some(path) = &config.encryption_provider_config else {
+        return Ok(store);
+    };
+    let group_of: encryption::GroupOf =
+        Arc::new(|plural: &str| resources::by_storage(plural).map(|d| d.group.to_string()));
+    let encrypted = encryption::EncryptedStore::from_file(store, path, group_of)
+        .map_err(ServerError::Config)?;
+    Ok(Arc::new(encrypted))
+}
+
+async fn open_backend(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     if config.datastore_endpoints.is_empty() {
         let path = config.data_dir.join("server").join("db").join("state.db");
         let store = tokio::task::spawn_blocking(move || {

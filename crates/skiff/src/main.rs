@@ -220,6 +220,9 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// EncryptionConfiguration file: which resources are encrypted at rest, and how.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -254,6 +257,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
     config.tls_sans = args.tls_san;
+    config.encryption_provider_config = args.encryption_provider_config;
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,

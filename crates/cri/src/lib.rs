@@ -4,6 +4,6 @@
 
 mod connect;
 
+pub use connect::{connect, Cri, CriError};
 /// CRI v1 messages and service clients, generated from upstream's `api.proto`.
 pub use k8s_cri::v1 as api;
-pub use connect::{connect, Cri, CriError};

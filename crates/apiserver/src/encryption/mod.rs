@@ -45,6 +45,18 @@ impl EncryptedStore {
         Ok(Self::new(inner, config::load(path)?, group_of))
     }
 
+    /// Whether the value stored under `key` was not written by the current writer (an
+    /// older key or provider, or plaintext for a now-encrypted resource).
+    pub async fn needs_rewrite(&self, key: &[u8]) -> bool {
+        let Some(writer) = self.codec.providers(key).and_then(|p| p.first()) else {
+            return false;
+        };
+        match self.inner.get(key).await {
+            Ok(Some(kv)) => !writer.reads(&kv.value),
+            _ => false,
+        }
+    }
+
     pub fn new(inner: Arc<dyn Store>, rules: Vec<Rule>, group_of: GroupOf) -> Self {
         Self {
             inner,

@@ -173,7 +173,7 @@ impl Provider {
                 .map_err(|_| "aesgcm: the data does not authenticate with this key".to_string())
             }
             ProviderKind::AesCbc => {
-                if body.len() < 32 || body.len() % 16 != 0 {
+                if body.len() < 32 || !body.len().is_multiple_of(16) {
                     return Err("the data is not a whole number of aescbc blocks".into());
                 }
                 let (iv, sealed) = body.split_at(16);

@@ -141,7 +141,6 @@ async fn busybox_pod_runs_through_cri_and_is_cleaned_up() {
         eprintln!("sandbox+container start via CRI: {:?}", started.elapsed());
         remove_pod(&cri, &sandbox).await;
     }
-    containerd.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -154,9 +153,27 @@ async fn containers_keep_running_across_a_containerd_restart() {
     let (state, info) = container_state(&cri, &container).await;
     assert_eq!(state, ContainerState::ContainerRunning as i32);
     let pid = info["pid"].as_u64().expect("verbose status has the pid") as u32;
-    let containerd_pid = containerd.pid().unwrap();
+    let containerd_pid = containerd.containerd().pid().unwrap();
+    // The container's parent is its shim, in a process group of its own: a signal to
+    // containerd's group (or the agent's: a Ctrl-C) does not reach it.
+    let shim = stat_field(pid, PPID);
+    let shim_group = stat_field(shim, PGRP);
+    assert_ne!(
+        shim_group,
+        stat_field(containerd_pid, PGRP),
+        "shim in containerd's group"
+    );
+    assert_ne!(
+        shim_group,
+        stat_field(std::process::id(), PGRP),
+        "shim in the agent's group"
+    );
+    assert_ne!(
+        stat_field(containerd_pid, PGRP),
+        stat_field(std::process::id(), PGRP)
+    );
 
-    containerd.stop().await;
+    containerd.stop_keeping_pods().await;
     assert!(!pid_alive(containerd_pid), "containerd still running");
     assert!(pid_alive(pid), "the container died with containerd");
 
@@ -170,7 +187,17 @@ async fn containers_keep_running_across_a_containerd_restart() {
 
     remove_pod(&cri, &sandbox).await;
     assert!(!pid_alive(pid));
-    containerd.stop().await;
+}
+
+const PPID: usize = 4;
+const PGRP: usize = 5;
+
+/// Field `n` (1-based, as in proc(5)) of /proc/<pid>/stat, for the numeric fields after
+/// the command name.
+fn stat_field(pid: u32, n: usize) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    after_comm.split(' ').nth(n - 3).unwrap().parse().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

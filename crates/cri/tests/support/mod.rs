@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use skiff_cri::api::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
     RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use skiff_cri::cni::{write_conflist, BridgeNetwork};
@@ -68,11 +68,82 @@ impl Node {
         o
     }
 
-    pub async fn start(&self) -> Containerd {
+    pub async fn start(&self) -> Running {
         let t = Instant::now();
         let c = Containerd::start(self.options()).await.unwrap();
         eprintln!("containerd start (ready + imports): {:?}", t.elapsed());
-        c
+        Running {
+            containerd: Some(c),
+        }
+    }
+}
+
+/// A test's containerd. Dropped (also when the test fails), it removes every pod first: its
+/// containers would otherwise outlive containerd, as they are meant to.
+pub struct Running {
+    containerd: Option<Containerd>,
+}
+
+impl Running {
+    pub fn cri(&self) -> &Cri {
+        self.containerd().cri()
+    }
+
+    pub fn containerd(&self) -> &Containerd {
+        self.containerd.as_ref().expect("containerd is running")
+    }
+
+    /// Stops containerd and leaves the pods running.
+    pub async fn stop_keeping_pods(mut self) {
+        if let Some(c) = self.containerd.take() {
+            c.stop().await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(c) = self.containerd.take() else {
+            return;
+        };
+        let socket = c.socket().to_string_lossy().into_owned();
+        // The test's runtime may be mid-panic or single-threaded: use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(remove_all_pods(&socket));
+        })
+        .join();
+        drop(c);
+    }
+}
+
+async fn remove_all_pods(socket: &str) {
+    let Ok(cri) = skiff_cri::connect(socket).await else {
+        return;
+    };
+    let Ok(list) = cri
+        .runtime
+        .clone()
+        .list_pod_sandbox(skiff_cri::api::ListPodSandboxRequest::default())
+        .await
+    else {
+        return;
+    };
+    for sandbox in list.into_inner().items {
+        let mut rt = cri.runtime.clone();
+        let _ = rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: sandbox.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: sandbox.id,
+            })
+            .await;
     }
 }
 
@@ -101,6 +172,9 @@ pub struct PodSpec {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+    /// `shareProcessNamespace`: one PID namespace for the pod, the pause process its init.
+    pub share_pid: bool,
+    pub image: String,
 }
 
 impl PodSpec {
@@ -113,6 +187,8 @@ impl PodSpec {
                 std::process::id(),
                 SEQ.fetch_add(1, Ordering::SeqCst)
             ),
+            share_pid: false,
+            image: BUSYBOX_TEST_IMAGE.into(),
         }
     }
 
@@ -143,7 +219,7 @@ impl PodSpec {
             labels,
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(namespaces()),
+                    namespace_options: Some(self.namespaces()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -151,15 +227,20 @@ impl PodSpec {
             ..Default::default()
         }
     }
-}
 
-/// Network and IPC shared by the pod, a PID namespace per container (the kubelet's default).
-fn namespaces() -> NamespaceOption {
-    NamespaceOption {
-        network: 0,
-        pid: 1,
-        ipc: 0,
-        ..Default::default()
+    /// Network and IPC shared by the pod; PID per container unless `share_pid` (as the
+    /// kubelet does).
+    fn namespaces(&self) -> NamespaceOption {
+        NamespaceOption {
+            network: NamespaceMode::Pod as i32,
+            pid: if self.share_pid {
+                NamespaceMode::Pod as i32
+            } else {
+                NamespaceMode::Container as i32
+            },
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }
     }
 }
 
@@ -186,7 +267,7 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
             attempt: 0,
         }),
         image: Some(ImageSpec {
-            image: BUSYBOX_TEST_IMAGE.into(),
+            image: pod.image.clone(),
             ..Default::default()
         }),
         command: command.iter().map(|s| s.to_string()).collect(),
@@ -194,7 +275,7 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
         labels,
         linux: Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(namespaces()),
+                namespace_options: Some(pod.namespaces()),
                 ..Default::default()
             }),
             ..Default::default()

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use skiff_runtime::CancellationToken;
 
 mod components;
+mod images;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
     /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
     /// heartbeats its Lease and runs the pods bound to it without containers.
     HollowNodes(HollowArgs),
+    /// Build images without downloading anything (for nodes with no registry access).
+    Images(images::ImagesArgs),
 }
 
 #[derive(Args)]
@@ -409,5 +412,6 @@ fn main() -> Result<()> {
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
         Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler(args)),
+        Command::Images(args) => images::run(args),
     }
 }

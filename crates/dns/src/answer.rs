@@ -61,7 +61,7 @@ pub enum Answer {
     /// The name does not exist (NXDOMAIN, SOA in authority).
     NxDomain,
     /// An ExternalName Service: the CNAME, whose target is resolved elsewhere.
-    Cname(Record, Name),
+    Cname(Box<Record>, Name),
     /// Not a cluster name: ask the upstream resolvers.
     Forward,
 }
@@ -199,7 +199,11 @@ fn service(qname: &Name, qtype: RecordType, info: &ServiceInfo, fqdn: &str) -> A
     match &info.kind {
         ServiceKind::External(target) => match name(target) {
             Some(target) => Answer::Cname(
-                Record::from_rdata(qname.clone(), TTL, RData::CNAME(CNAME(target.clone()))),
+                Box::new(Record::from_rdata(
+                    qname.clone(),
+                    TTL,
+                    RData::CNAME(CNAME(target.clone())),
+                )),
                 target,
             ),
             None => Answer::NoData,

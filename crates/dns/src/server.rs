@@ -184,7 +184,7 @@ impl Resolver {
             }
             Answer::Cname(cname, target) => {
                 resp.set_authoritative(true);
-                resp.add_answer(cname);
+                resp.add_answer(*cname);
                 if q.query_type() != RecordType::CNAME {
                     // Chase the target, as CoreDNS's kubernetes plugin does for
                     // ExternalName: clients get the addresses in one answer.

@@ -122,6 +122,7 @@ impl Containerd {
         // A stale socket file from a killed containerd would make connects fail oddly.
         let _ = std::fs::remove_file(&paths.socket);
 
+        rotate_log(&log, LOG_ROTATE_BYTES);
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -328,6 +329,17 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// Past this size containerd.log is moved to containerd.log.1 at start (one old file kept).
+const LOG_ROTATE_BYTES: u64 = 16 << 20;
+
+fn rotate_log(log: &Path, max_bytes: u64) {
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > max_bytes) {
+        let mut old = log.as_os_str().to_owned();
+        old.push(".1");
+        let _ = std::fs::rename(log, old);
+    }
+}
+
 /// The last `n` lines of a log file (empty if it cannot be read).
 pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
@@ -361,6 +373,21 @@ mod tests {
         assert_eq!(log_tail(&p, 2), "c\nd");
         assert_eq!(log_tail(&p, 10), "a\nb\nc\nd");
         assert_eq!(log_tail(&dir.path().join("missing"), 3), "");
+    }
+
+    #[test]
+    fn a_large_log_is_moved_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("containerd.log");
+        std::fs::write(&log, "0123456789").unwrap();
+        rotate_log(&log, 100);
+        assert!(log.exists(), "a small log stays");
+        rotate_log(&log, 5);
+        assert!(!log.exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("containerd.log.1")).unwrap(),
+            "0123456789"
+        );
     }
 
     #[test]

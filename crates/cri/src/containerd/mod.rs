@@ -111,6 +111,7 @@ impl Containerd {
             cni_conf_dir: absolute(&opts.cni_conf_dir)?,
             sandbox_image: opts.sandbox_image.clone(),
         };
+        check_socket_path(&paths.socket)?;
         for d in [&dir, &paths.root, &paths.state, &paths.cni_conf_dir] {
             std::fs::create_dir_all(d).map_err(io("creating", d))?;
         }
@@ -329,6 +330,21 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// `sun_path` holds 108 bytes with the terminating NUL; containerd also listens on
+/// `<socket>.ttrpc`.
+fn check_socket_path(socket: &Path) -> Result<(), RuntimeError> {
+    const MAX: usize = 107 - ".ttrpc".len();
+    let len = socket.as_os_str().len();
+    if len > MAX {
+        return Err(RuntimeError::SocketPathTooLong {
+            path: socket.to_path_buf(),
+            len,
+            max: MAX,
+        });
+    }
+    Ok(())
+}
+
 /// Past this size containerd.log is moved to containerd.log.1 at start (one old file kept).
 const LOG_ROTATE_BYTES: u64 = 16 << 20;
 
@@ -373,6 +389,16 @@ mod tests {
         assert_eq!(log_tail(&p, 2), "c\nd");
         assert_eq!(log_tail(&p, 10), "a\nb\nc\nd");
         assert_eq!(log_tail(&dir.path().join("missing"), 3), "");
+    }
+
+    #[test]
+    fn socket_paths_longer_than_sun_path_are_refused() {
+        assert!(
+            check_socket_path(Path::new("/var/lib/skiff/agent/containerd/containerd.sock")).is_ok()
+        );
+        let long = format!("/{}/containerd.sock", "d".repeat(90));
+        let err = check_socket_path(Path::new(&long)).unwrap_err().to_string();
+        assert!(err.contains("shorter data dir"), "{err}");
     }
 
     #[test]

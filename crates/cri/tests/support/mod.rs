@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use skiff_cri::api::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use skiff_cri::cni::{write_conflist, BridgeNetwork};
 use skiff_cri::image::{build_busybox_image, BUSYBOX_TEST_IMAGE};
@@ -175,6 +175,8 @@ pub struct PodSpec {
     /// `shareProcessNamespace`: one PID namespace for the pod, the pause process its init.
     pub share_pid: bool,
     pub image: String,
+    /// `hostPort`s, set up by the portmap plugin.
+    pub port_mappings: Vec<PortMapping>,
 }
 
 impl PodSpec {
@@ -189,6 +191,7 @@ impl PodSpec {
             ),
             share_pid: false,
             image: BUSYBOX_TEST_IMAGE.into(),
+            port_mappings: Vec::new(),
         }
     }
 
@@ -216,6 +219,7 @@ impl PodSpec {
             }),
             hostname: self.name.clone(),
             log_directory: self.log_dir(node).to_string_lossy().into_owned(),
+            port_mappings: self.port_mappings.clone(),
             labels,
             linux: Some(LinuxPodSandboxConfig {
                 security_context: Some(LinuxSandboxSecurityContext {
@@ -298,6 +302,23 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
     .await
     .unwrap();
     (sandbox, container)
+}
+
+/// The sandbox's IP address.
+pub async fn pod_ip(cri: &Cri, sandbox: &str) -> String {
+    cri.runtime
+        .clone()
+        .pod_sandbox_status(skiff_cri::api::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default()
 }
 
 pub async fn remove_pod(cri: &Cri, sandbox: &str) {

@@ -6,8 +6,14 @@
 //! - [`Containerd::start`] returns only once the socket answers CRI `Version`, with the
 //!   sandbox image and `<agent-dir>/images/*.tar` imported (unless told not to).
 //! - Stopping (or dropping) stops containerd only: SIGTERM, then SIGKILL after a grace.
-//!   Containers keep running: each one's shim is its own session, outside containerd's
-//!   process group, and a restarted containerd on the same directories finds them again.
+//!   Containers keep running: each one's shim is in a process group of its own (and
+//!   containerd in another, apart from the agent's), so no signal to containerd's or the
+//!   agent's group reaches them, and a restarted containerd on the same directories finds
+//!   them again.
+//!
+//! Assumption: whoever supervises the agent does not kill everything in its cgroup on
+//! stop (a systemd unit needs `KillMode=process`, as containerd's own unit has), since the
+//! shims are the agent's descendants.
 //! - A containerd left behind by an agent that died (recorded in `containerd.pid`) is
 //!   stopped before a new one starts on the same directories.
 

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use skiff_cri::api::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, PortMapping,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PortMapping, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopPodSandboxRequest,
 };
 use skiff_cri::cni::{write_conflist, BridgeNetwork};
 use skiff_cri::image::{build_busybox_image, BUSYBOX_TEST_IMAGE};
@@ -177,6 +178,11 @@ pub struct PodSpec {
     pub image: String,
     /// `hostPort`s, set up by the portmap plugin.
     pub port_mappings: Vec<PortMapping>,
+    /// The pod's cgroup (cgroupfs path, as the kubelet's `/kubepods/...`); runtime default
+    /// when empty.
+    pub cgroup_parent: String,
+    /// The container's resources (limits), as the kubelet sets them.
+    pub resources: Option<LinuxContainerResources>,
 }
 
 impl PodSpec {
@@ -192,6 +198,8 @@ impl PodSpec {
             share_pid: false,
             image: BUSYBOX_TEST_IMAGE.into(),
             port_mappings: Vec::new(),
+            cgroup_parent: String::new(),
+            resources: None,
         }
     }
 
@@ -222,6 +230,7 @@ impl PodSpec {
             port_mappings: self.port_mappings.clone(),
             labels,
             linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(self.namespaces()),
                     ..Default::default()
@@ -278,11 +287,11 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
         log_path: "main/0.log".into(),
         labels,
         linux: Some(LinuxContainerConfig {
+            resources: pod.resources.clone(),
             security_context: Some(LinuxContainerSecurityContext {
                 namespace_options: Some(pod.namespaces()),
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     };

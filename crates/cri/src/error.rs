@@ -37,6 +37,14 @@ pub enum RuntimeError {
         log: PathBuf,
         tail: String,
     },
+    #[error(
+        "containerd's socket path {path} is {len} bytes; unix sockets allow at most {max}: use a shorter data dir"
+    )]
+    SocketPathTooLong {
+        path: PathBuf,
+        len: usize,
+        max: usize,
+    },
     #[error("{what}: {source}")]
     Image {
         what: String,

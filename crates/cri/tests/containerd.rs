@@ -143,6 +143,44 @@ async fn busybox_pod_runs_through_cri_and_is_cleaned_up() {
     }
 }
 
+/// As the kubelet runs pods on cgroup v1 with cgroupfs: the pod under its own parent
+/// cgroup, limits on the container.
+#[tokio::test(flavor = "multi_thread")]
+async fn pod_cgroup_parent_and_memory_limit_apply() {
+    let node = Node::new();
+    let containerd = node.start().await;
+    let cri = containerd.cri().clone();
+    let mut pod = PodSpec::new("limited");
+    let parent = format!("skiff-cri-test-{}", std::process::id());
+    pod.cgroup_parent = format!("/{parent}/pod{}", pod.uid);
+    pod.resources = Some(skiff_cri::api::LinuxContainerResources {
+        memory_limit_in_bytes: 64 << 20,
+        cpu_shares: 512,
+        ..Default::default()
+    });
+    let (sandbox, container) = run_pod(&cri, &node, &pod, POD_COMMAND).await;
+    let (code, limit) = exec(
+        &cri,
+        &container,
+        &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+    )
+    .await;
+    assert_eq!((code, limit.trim()), (0, "67108864"));
+    let (_, info) = container_state(&cri, &container).await;
+    let pid = info["pid"].as_u64().unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let memory = cgroups.lines().find(|l| l.contains(":memory:")).unwrap();
+    assert!(memory.contains(&pod.cgroup_parent), "{memory}");
+    remove_pod(&cri, &sandbox).await;
+
+    // The parents are ours to remove (the kubelet's pod cgroup manager does this).
+    for controller in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let top = controller.path().join(&parent);
+        let _ = std::fs::remove_dir(top.join(format!("pod{}", pod.uid)));
+        let _ = std::fs::remove_dir(top);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn containers_keep_running_across_a_containerd_restart() {
     let node = Node::new();

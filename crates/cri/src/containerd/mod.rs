@@ -6,8 +6,14 @@
 //! - [`Containerd::start`] returns only once the socket answers CRI `Version`, with the
 //!   sandbox image and `<agent-dir>/images/*.tar` imported (unless told not to).
 //! - Stopping (or dropping) stops containerd only: SIGTERM, then SIGKILL after a grace.
-//!   Containers keep running: each one's shim is its own session, outside containerd's
-//!   process group, and a restarted containerd on the same directories finds them again.
+//!   Containers keep running: each one's shim is in a process group of its own (and
+//!   containerd in another, apart from the agent's), so no signal to containerd's or the
+//!   agent's group reaches them, and a restarted containerd on the same directories finds
+//!   them again.
+//!
+//! Assumption: whoever supervises the agent does not kill everything in its cgroup on
+//! stop (a systemd unit needs `KillMode=process`, as containerd's own unit has), since the
+//! shims are the agent's descendants.
 //! - A containerd left behind by an agent that died (recorded in `containerd.pid`) is
 //!   stopped before a new one starts on the same directories.
 
@@ -111,6 +117,7 @@ impl Containerd {
             cni_conf_dir: absolute(&opts.cni_conf_dir)?,
             sandbox_image: opts.sandbox_image.clone(),
         };
+        check_socket_path(&paths.socket)?;
         for d in [&dir, &paths.root, &paths.state, &paths.cni_conf_dir] {
             std::fs::create_dir_all(d).map_err(io("creating", d))?;
         }
@@ -122,6 +129,7 @@ impl Containerd {
         // A stale socket file from a killed containerd would make connects fail oddly.
         let _ = std::fs::remove_file(&paths.socket);
 
+        rotate_log(&log, LOG_ROTATE_BYTES);
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -328,6 +336,32 @@ fn signal(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// `sun_path` holds 108 bytes with the terminating NUL; containerd also listens on
+/// `<socket>.ttrpc`.
+fn check_socket_path(socket: &Path) -> Result<(), RuntimeError> {
+    const MAX: usize = 107 - ".ttrpc".len();
+    let len = socket.as_os_str().len();
+    if len > MAX {
+        return Err(RuntimeError::SocketPathTooLong {
+            path: socket.to_path_buf(),
+            len,
+            max: MAX,
+        });
+    }
+    Ok(())
+}
+
+/// Past this size containerd.log is moved to containerd.log.1 at start (one old file kept).
+const LOG_ROTATE_BYTES: u64 = 16 << 20;
+
+fn rotate_log(log: &Path, max_bytes: u64) {
+    if std::fs::metadata(log).is_ok_and(|m| m.len() > max_bytes) {
+        let mut old = log.as_os_str().to_owned();
+        old.push(".1");
+        let _ = std::fs::rename(log, old);
+    }
+}
+
 /// The last `n` lines of a log file (empty if it cannot be read).
 pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
@@ -361,6 +395,31 @@ mod tests {
         assert_eq!(log_tail(&p, 2), "c\nd");
         assert_eq!(log_tail(&p, 10), "a\nb\nc\nd");
         assert_eq!(log_tail(&dir.path().join("missing"), 3), "");
+    }
+
+    #[test]
+    fn socket_paths_longer_than_sun_path_are_refused() {
+        assert!(
+            check_socket_path(Path::new("/var/lib/skiff/agent/containerd/containerd.sock")).is_ok()
+        );
+        let long = format!("/{}/containerd.sock", "d".repeat(90));
+        let err = check_socket_path(Path::new(&long)).unwrap_err().to_string();
+        assert!(err.contains("shorter data dir"), "{err}");
+    }
+
+    #[test]
+    fn a_large_log_is_moved_aside_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("containerd.log");
+        std::fs::write(&log, "0123456789").unwrap();
+        rotate_log(&log, 100);
+        assert!(log.exists(), "a small log stays");
+        rotate_log(&log, 5);
+        assert!(!log.exists());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("containerd.log.1")).unwrap(),
+            "0123456789"
+        );
     }
 
     #[test]

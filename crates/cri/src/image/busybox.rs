@@ -135,6 +135,55 @@ mod tests {
         );
     }
 
+    /// Needs Debian's busybox-static (installed by .ci/run).
+    #[test]
+    fn image_from_debian_busybox_has_what_tests_use() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("busybox.tar");
+        build_busybox_image(&out, "busybox:t").unwrap();
+        let mut outer = tar::Archive::new(std::fs::File::open(&out).unwrap());
+        let mut layer = Vec::new();
+        for e in outer.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().ends_with("layer.tar") {
+                e.read_to_end(&mut layer).unwrap();
+            }
+        }
+        let mut entries = std::collections::HashMap::new();
+        for e in tar::Archive::new(layer.as_slice()).entries().unwrap() {
+            let e = e.unwrap();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned());
+            entries.insert(path, (e.header().mode().unwrap(), link));
+        }
+        for applet in [
+            "bin/sh",
+            "bin/cat",
+            "bin/sleep",
+            "bin/tar",
+            "bin/false",
+            "usr/bin/wget",
+            "usr/bin/nc",
+            "usr/sbin/httpd",
+            "usr/bin/env",
+        ] {
+            let (_, link) = &entries[applet];
+            assert_eq!(link.as_deref(), Some("/bin/busybox"), "{applet}");
+        }
+        assert_eq!(entries["bin/busybox"].0, 0o755);
+        assert_eq!(entries["tmp"].0, 0o1777);
+        assert!(entries.contains_key("etc/passwd") && entries.contains_key("etc/group"));
+    }
+
     #[test]
     fn a_missing_busybox_names_the_package() {
         let dir = tempfile::tempdir().unwrap();

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use skiff_cri::api::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ImageSpec, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    NamespaceMode, NamespaceOption, PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    LinuxContainerResources, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
+    LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    PodSandboxMetadata, PortMapping, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopPodSandboxRequest,
 };
 use skiff_cri::cni::{write_conflist, BridgeNetwork};
 use skiff_cri::image::{build_busybox_image, BUSYBOX_TEST_IMAGE};
@@ -175,6 +176,13 @@ pub struct PodSpec {
     /// `shareProcessNamespace`: one PID namespace for the pod, the pause process its init.
     pub share_pid: bool,
     pub image: String,
+    /// `hostPort`s, set up by the portmap plugin.
+    pub port_mappings: Vec<PortMapping>,
+    /// The pod's cgroup (cgroupfs path, as the kubelet's `/kubepods/...`); runtime default
+    /// when empty.
+    pub cgroup_parent: String,
+    /// The container's resources (limits), as the kubelet sets them.
+    pub resources: Option<LinuxContainerResources>,
 }
 
 impl PodSpec {
@@ -189,6 +197,9 @@ impl PodSpec {
             ),
             share_pid: false,
             image: BUSYBOX_TEST_IMAGE.into(),
+            port_mappings: Vec::new(),
+            cgroup_parent: String::new(),
+            resources: None,
         }
     }
 
@@ -216,8 +227,10 @@ impl PodSpec {
             }),
             hostname: self.name.clone(),
             log_directory: self.log_dir(node).to_string_lossy().into_owned(),
+            port_mappings: self.port_mappings.clone(),
             labels,
             linux: Some(LinuxPodSandboxConfig {
+                cgroup_parent: self.cgroup_parent.clone(),
                 security_context: Some(LinuxSandboxSecurityContext {
                     namespace_options: Some(self.namespaces()),
                     ..Default::default()
@@ -274,11 +287,11 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
         log_path: "main/0.log".into(),
         labels,
         linux: Some(LinuxContainerConfig {
+            resources: pod.resources.clone(),
             security_context: Some(LinuxContainerSecurityContext {
                 namespace_options: Some(pod.namespaces()),
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     };
@@ -298,6 +311,23 @@ pub async fn run_pod(cri: &Cri, node: &Node, pod: &PodSpec, command: &[&str]) ->
     .await
     .unwrap();
     (sandbox, container)
+}
+
+/// The sandbox's IP address.
+pub async fn pod_ip(cri: &Cri, sandbox: &str) -> String {
+    cri.runtime
+        .clone()
+        .pod_sandbox_status(skiff_cri::api::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default()
 }
 
 pub async fn remove_pod(cri: &Cri, sandbox: &str) {

@@ -153,15 +153,34 @@ struct LoopArgs {
     /// Terminated pods kept before the oldest are deleted.
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// Range each node's pod subnet (spec.podCIDR) is allocated from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 impl LoopArgs {
-    fn settings(&self) -> skiff_controllers::Settings {
-        skiff_controllers::Settings {
+    fn settings(&self) -> Result<skiff_controllers::Settings> {
+        let cluster_cidr: skiff_controllers::nodeipam::Ipv4Cidr = self
+            .cluster_cidr
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+        if self.node_cidr_mask_size < cluster_cidr.prefix || self.node_cidr_mask_size > 30 {
+            bail!(
+                "--node-cidr-mask-size {} must be between the --cluster-cidr prefix ({}) and 30",
+                self.node_cidr_mask_size,
+                cluster_cidr.prefix
+            );
+        }
+        Ok(skiff_controllers::Settings {
             node_monitor_grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            cluster_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -268,6 +287,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
     };
+    let settings = args.loops.settings()?;
     let started = Instant::now();
     let running = skiff_apiserver::start(config)
         .await
@@ -310,7 +330,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
         loops.push(tokio::spawn(components::controller_manager(
             client,
-            args.loops.settings(),
+            settings.clone(),
             Vec::new(),
             shutdown.clone(),
         )));
@@ -335,7 +355,7 @@ async fn wait_for_signal() -> Result<()> {
 
 async fn controller_manager(args: ControllerManagerArgs) -> Result<()> {
     let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let settings = args.loops.settings();
+    let settings = args.loops.settings()?;
     run_until_signal(|shutdown| {
         components::controller_manager(client, settings, args.controllers, shutdown)
     })

@@ -236,7 +236,7 @@ impl Manager {
         }
     }
 
-    fn sources_synced(&self) -> bool {
+    pub(crate) fn sources_synced(&self) -> bool {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 }

@@ -6,53 +6,22 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+use skiff_cri::cni::{write_conflist, BridgeNetwork};
 use skiff_runtime::{CancellationToken, Informer};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::node::Health;
 
-/// Name of the CNI network (and of the conflist file).
-pub const NETWORK: &str = "skiff";
-
-/// The conflist for a node whose pods get addresses from `subnet`.
-pub fn conflist(bridge: &str, subnet: &str) -> serde_json::Value {
-    serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": NETWORK,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": true,
-                "ipMasq": false,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": subnet }]],
-                    "routes": [{ "dst": "0.0.0.0/0" }]
-                }
-            },
-            { "type": "portmap", "capabilities": { "portMappings": true } }
-        ]
-    })
-}
-
-/// Writes the conflist atomically (the runtime watches the directory).
-pub fn write_conflist(dir: &Path, bridge: &str, subnet: &str) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("10-{NETWORK}.conflist"));
-    let body = serde_json::to_vec_pretty(&conflist(bridge, subnet))?;
-    if std::fs::read(&path).ok().as_deref() == Some(&body[..]) {
-        return Ok(());
-    }
-    let tmp = dir.join(format!(".10-{NETWORK}.conflist.tmp"));
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(tmp, path)
+/// The node's bridge network for `subnet`: named after the bridge (unique per node),
+/// with host-local's leases kept under the agent's directory.
+pub fn bridge_network(config: &Config, subnet: &str) -> BridgeNetwork {
+    let mut net = BridgeNetwork::new(&config.cni_bridge, &config.cni_bridge, subnet);
+    net.ipam_data_dir = Some(config.agent_dir.join("cni").join("networks"));
+    net
 }
 
 fn pod_cidr(node: &Node) -> Option<String> {
@@ -122,8 +91,8 @@ pub async fn run(
         if let Some(me) = nodes.get_named(None, &config.node_name) {
             if let Some(subnet) = pod_cidr(&me) {
                 if written.as_deref() != Some(subnet.as_str()) {
-                    match write_conflist(&config.cni_conf_dir, &config.cni_bridge, &subnet) {
-                        Ok(()) => {
+                    match write_conflist(&config.cni_conf_dir, &bridge_network(&config, &subnet)) {
+                        Ok(_) => {
                             tracing::info!(%subnet, "wrote the CNI config for the node's pod subnet");
                             written = Some(subnet);
                             health.send_replace(Health {
@@ -192,19 +161,17 @@ mod tests {
     }
 
     #[test]
-    fn conflist_has_bridge_host_local_and_portmap() {
-        let c = conflist("br9", "10.42.7.0/24");
-        assert_eq!(c["plugins"][0]["type"], "bridge");
-        assert_eq!(c["plugins"][0]["bridge"], "br9");
-        assert_eq!(c["plugins"][0]["ipam"]["type"], "host-local");
+    fn the_network_is_named_after_the_bridge_with_leases_under_the_agent_dir() {
+        let c = Config::new("n1", "127.0.0.1".parse().unwrap(), "/a".into(), "/s");
+        let net = bridge_network(&c, "10.42.7.0/24");
         assert_eq!(
-            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
-            "10.42.7.0/24"
+            (net.name.as_str(), net.bridge.as_str()),
+            ("skiff0", "skiff0")
         );
-        assert_eq!(c["plugins"][1]["type"], "portmap");
-        let dir = tempfile::tempdir().unwrap();
-        write_conflist(dir.path(), "br9", "10.42.7.0/24").unwrap();
-        let text = std::fs::read_to_string(dir.path().join("10-skiff.conflist")).unwrap();
-        assert!(text.contains("10.42.7.0/24"));
+        assert_eq!(
+            net.ipam_data_dir.unwrap(),
+            std::path::PathBuf::from("/a/cni/networks")
+        );
+        assert_eq!(net.subnet, "10.42.7.0/24");
     }
 }

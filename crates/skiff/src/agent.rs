@@ -49,13 +49,19 @@ impl NodeArgs {
     }
 
     /// The agent's configuration; `agent_dir` is `<data-dir>/agent`.
-    pub fn config(&self, agent_dir: PathBuf, cluster_domain: &str, cri_endpoint: &str) -> Result<skiff_agent::Config> {
+    pub fn config(
+        &self,
+        agent_dir: PathBuf,
+        cluster_domain: &str,
+        cri_endpoint: &str,
+    ) -> Result<skiff_agent::Config> {
         let node_ip = match self.node_ip {
             Some(ip) => ip,
             None => skiff_agent::config::first_ipv4()
                 .context("no non-loopback IPv4 address found: give --node-ip")?,
         };
-        let mut config = skiff_agent::Config::new(&self.node_name(), node_ip, agent_dir, cri_endpoint);
+        let mut config =
+            skiff_agent::Config::new(&self.node_name(), node_ip, agent_dir, cri_endpoint);
         config.cluster_dns = self.cluster_dns.clone();
         config.cluster_domain = cluster_domain.to_string();
         config.kubelet_port = self.kubelet_port;
@@ -103,7 +109,11 @@ pub async fn run(
 
 /// The agent's kubeconfig: a client certificate for `system:node:<name>` in
 /// `system:nodes`, written to `<data-dir>/agent/cred/kubelet.kubeconfig`.
-pub fn node_kubeconfig(running: &skiff_apiserver::Running, agent_dir: &Path, node: &str) -> Result<PathBuf> {
+pub fn node_kubeconfig(
+    running: &skiff_apiserver::Running,
+    agent_dir: &Path,
+    node: &str,
+) -> Result<PathBuf> {
     let user = format!("system:node:{node}");
     // system:masters until RBAC's node authorizer lands.
     let (cert, key) = running

@@ -105,6 +105,11 @@ impl Manager {
     /// no source knows it any more).
     pub async fn sync(self: &Arc<Self>, uid: String) -> Result<Option<Duration>, SyncError> {
         let desired = self.desired(&uid);
+        if desired.is_none() && !self.sources_synced() {
+            // Not known yet because the sources have not delivered everything: never
+            // take a running pod for an orphan (a restarted agent adopts it).
+            return Ok(Some(Duration::from_millis(500)));
+        }
         let mut mem = self.take_memory(&uid);
         let result = match &desired {
             None => {
@@ -326,16 +331,20 @@ impl Manager {
                     .unwrap_or(now),
             );
         }
-        let terminal =
-            mem.terminal || is_terminal_phase(pod.status.as_ref().and_then(|s| s.phase.as_deref()));
-        if terminal {
+        let posted_terminal =
+            is_terminal_phase(pod.status.as_ref().and_then(|s| s.phase.as_deref()));
+        if posted_terminal || mem.terminal {
             // Finished pods keep their containers (for logs) but release the network.
             if !mem.killed {
                 self.kill(uid, Some(pod), grace_of(pod), mem).await?;
             }
             mem.terminal = true;
-            let observed = self.observe(pod).await?;
-            self.write_status(d, mem, &observed, false, true).await?;
+            // A terminal status is final: once posted it is never rewritten (the
+            // containers it describes may be gone by now).
+            if !posted_terminal {
+                let observed = self.observe(pod).await?;
+                self.write_status(d, mem, &observed, false, true).await?;
+            }
             return Ok(None);
         }
         let mut observed = self.observe(pod).await?;
@@ -915,7 +924,16 @@ impl Manager {
         }
         let (ns, name, _) = spec::meta(pod);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let patch = serde_json::json!({ "status": status });
+        let mut patch = serde_json::json!({ "status": status });
+        // A strategic merge keeps fields a patch leaves out: clear a condition's reason
+        // and message explicitly when it no longer has them.
+        if let Some(conds) = patch["status"]["conditions"].as_array_mut() {
+            for c in conds.iter_mut().filter_map(|c| c.as_object_mut()) {
+                for k in ["reason", "message"] {
+                    c.entry(k).or_insert(serde_json::Value::Null);
+                }
+            }
+        }
         match api
             .patch_status(name, &PatchParams::default(), &Patch::Strategic(patch))
             .await

@@ -36,9 +36,7 @@ fn pod_yaml(name: &str, restart: &str, containers: &str) -> String {
 }
 
 fn ctr(name: &str, script: &str) -> String {
-    format!(
-        "  - name: {name}\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", {script:?}]\n"
-    )
+    format!("  - name: {name}\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", {script:?}]\n")
 }
 
 #[test]
@@ -54,7 +52,13 @@ fn pods_run_as_containers_with_upstream_status() {
         );
     s.ok_stdin(&["create", "-f", "-"], &rc);
     s.ok(&["create", "configmap", "cfg", "--from-literal=color=blue"]);
-    s.ok(&["create", "secret", "generic", "sec", "--from-literal=password=hunter2"]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal=password=hunter2",
+    ]);
     let manifests = [
         pod_yaml("victim", "Always", &ctr("c", "sleep 3600")),
         pod_yaml(
@@ -104,7 +108,10 @@ fn pods_run_as_containers_with_upstream_status() {
             .starts_with("containerd://"),
         "{info}"
     );
-    assert!(info["kubeletVersion"].as_str().unwrap_or("").starts_with("v1.33."));
+    assert!(info["kubeletVersion"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("v1.33."));
     assert_eq!(node["spec"]["podCIDR"], s.subnet.as_str());
     assert!(node["status"]["capacity"]["cpu"].as_str().is_some());
     assert_eq!(node["status"]["capacity"]["pods"], "110");
@@ -137,13 +144,18 @@ fn pods_run_as_containers_with_upstream_status() {
         ips.len() == 3
     });
     let pods = s.get_json(&["get", "pods", "-l", "app=nginx"]);
-    let ip = pods["items"][0]["status"]["podIP"].as_str().unwrap().to_string();
+    let ip = pods["items"][0]["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The pod network works: the node reaches httpd in the pod.
     std::net::TcpStream::connect_timeout(&format!("{ip}:80").parse().unwrap(), T)
         .expect("connecting to a pod's httpd from the node");
 
     // A killed container is restarted: restartCount 1, lastState shows the kill.
-    let victim = s.wait_pod("victim", T, "Running", |p| container(p, "c")["ready"] == true);
+    let victim = s.wait_pod("victim", T, "Running", |p| {
+        container(p, "c")["ready"] == true
+    });
     let id = container(&victim, "c")["containerID"]
         .as_str()
         .unwrap()
@@ -170,12 +182,21 @@ fn pods_run_as_containers_with_upstream_status() {
     // restartPolicy Never: exit codes, reasons and the termination message.
     let never = s.wait_pod("never", T, "Failed", |p| phase(p) == "Failed");
     let ok = &container(&never, "ok")["state"]["terminated"];
-    assert_eq!((ok["exitCode"].as_i64(), ok["reason"].as_str()), (Some(0), Some("Completed")));
+    assert_eq!(
+        (ok["exitCode"].as_i64(), ok["reason"].as_str()),
+        (Some(0), Some("Completed"))
+    );
     let bad = &container(&never, "bad")["state"]["terminated"];
-    assert_eq!((bad["exitCode"].as_i64(), bad["reason"].as_str()), (Some(3), Some("Error")));
+    assert_eq!(
+        (bad["exitCode"].as_i64(), bad["reason"].as_str()),
+        (Some(3), Some("Error"))
+    );
     assert_eq!(bad["message"].as_str().map(str::trim), Some("boom"));
     let done = s.wait_pod("done", T, "Succeeded", |p| phase(p) == "Succeeded");
-    assert_eq!(container(&done, "c")["state"]["terminated"]["reason"], "Completed");
+    assert_eq!(
+        container(&done, "c")["state"]["terminated"]["reason"],
+        "Completed"
+    );
     let ready = done["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -183,7 +204,10 @@ fn pods_run_as_containers_with_upstream_status() {
         .find(|c| c["type"] == "Ready")
         .cloned()
         .unwrap();
-    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("PodCompleted")));
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("PodCompleted"))
+    );
 
     // A container that keeps failing backs off: CrashLoopBackOff with upstream's message.
     let crash = s.wait_pod("crash", T, "CrashLoopBackOff", |p| {
@@ -211,18 +235,34 @@ fn pods_run_as_containers_with_upstream_status() {
     // Over its memory limit: killed by the kernel, reported OOMKilled.
     let hog = s.wait_pod("hog", T, "Failed", |p| phase(p) == "Failed");
     let t = &container(&hog, "c")["state"]["terminated"];
-    assert_eq!((t["reason"].as_str(), t["exitCode"].as_i64()), (Some("OOMKilled"), Some(137)));
+    assert_eq!(
+        (t["reason"].as_str(), t["exitCode"].as_i64()),
+        (Some("OOMKilled"), Some(137))
+    );
 
     // Graceful deletion: a container that exits on SIGTERM goes at once; one that
     // ignores it is killed when its grace period (2 s, not 30) runs out.
-    s.wait_pod("polite", T, "Running", |p| container(p, "c")["ready"] == true);
-    s.wait_pod("stubborn", T, "Running", |p| container(p, "c")["ready"] == true);
+    s.wait_pod("polite", T, "Running", |p| {
+        container(p, "c")["ready"] == true
+    });
+    s.wait_pod("stubborn", T, "Running", |p| {
+        container(p, "c")["ready"] == true
+    });
     let started = Instant::now();
     s.ok(&["delete", "pod", "polite", "--wait=true"]);
     let polite = started.elapsed();
-    assert!(polite < Duration::from_secs(10), "polite pod took {polite:?}");
+    assert!(
+        polite < Duration::from_secs(10),
+        "polite pod took {polite:?}"
+    );
     let started = Instant::now();
-    s.ok(&["delete", "pod", "stubborn", "--grace-period=2", "--wait=true"]);
+    s.ok(&[
+        "delete",
+        "pod",
+        "stubborn",
+        "--grace-period=2",
+        "--wait=true",
+    ]);
     let stubborn = started.elapsed();
     assert!(
         stubborn >= Duration::from_millis(1500) && stubborn < Duration::from_secs(15),

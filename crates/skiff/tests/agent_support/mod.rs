@@ -21,6 +21,9 @@ pub struct AgentServer {
     pub server: Server,
     pub bridge: String,
     pub subnet: String,
+    /// `skiff agent` flags, when the agent runs as its own process.
+    agent_args: Vec<String>,
+    agent: Option<std::process::Child>,
 }
 
 impl std::ops::Deref for AgentServer {
@@ -37,8 +40,18 @@ impl std::ops::DerefMut for AgentServer {
 }
 
 impl AgentServer {
-    /// Starts the server and waits until its node is Ready.
+    /// Starts the server with its in-process agent; waits until the node is Ready.
     pub fn start() -> Self {
+        Self::start_inner(false)
+    }
+
+    /// Starts a server without an agent and `skiff agent` as its own process beside it
+    /// (same data dir); waits until the node is Ready.
+    pub fn start_separate() -> Self {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(separate: bool) -> Self {
         let n = SEQ.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
         let tag = format!("{}{}", pid % 100_000, n);
@@ -48,33 +61,100 @@ impl AgentServer {
         let subnet = format!("10.214.{octet}.0/24");
         let bridge = format!("ska{tag}");
         let port = skiff_testkit::free_port().to_string();
-        let server = Server::start_with_agent(
-            &[
-                "--node-name",
-                NODE,
-                "--node-ip",
-                "127.0.0.1",
-                "--cni-bridge",
-                &bridge,
-                "--cluster-cidr",
-                &subnet,
-                "--kubelet-port",
-                &port,
-            ],
-            |dir| {
-                let images = dir.join("agent").join("images");
-                std::fs::create_dir_all(&images).expect("images dir");
-                skiff_cri::image::build_busybox_image(&images.join("busybox.tar"), IMAGE)
-                    .expect("building the busybox test image");
-            },
-        );
-        let s = AgentServer {
+        let node_args: Vec<String> = [
+            "--node-name",
+            NODE,
+            "--node-ip",
+            "127.0.0.1",
+            "--cni-bridge",
+            &bridge,
+            "--kubelet-port",
+            &port,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let prepare = |dir: &Path| {
+            let images = dir.join("agent").join("images");
+            std::fs::create_dir_all(&images).expect("images dir");
+            skiff_cri::image::build_busybox_image(&images.join("busybox.tar"), IMAGE)
+                .expect("building the busybox test image");
+        };
+        let mut server_args: Vec<&str> = vec!["--cluster-cidr", &subnet];
+        let server = if separate {
+            let s = Server::start_with(&server_args);
+            prepare(s.data_dir.path());
+            s
+        } else {
+            server_args.extend(node_args.iter().map(String::as_str));
+            Server::start_with_agent(&server_args, prepare)
+        };
+        let mut s = AgentServer {
             server,
             bridge,
             subnet,
+            agent_args: if separate { node_args } else { Vec::new() },
+            agent: None,
         };
+        if separate {
+            s.start_agent();
+        }
         s.wait_node_ready(Duration::from_secs(60));
         s
+    }
+
+    /// Starts the separate `skiff agent` process.
+    pub fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.server.data_dir.path().join("agent.log"))
+            .expect("agent log");
+        let err = log.try_clone().expect("agent log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.server.kubeconfig)
+            .arg("--data-dir")
+            .arg(self.server.data_dir.path())
+            .args(&self.agent_args)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .expect("starting skiff agent");
+        self.agent = Some(child);
+    }
+
+    /// Kills the separate agent with SIGKILL (a crash: its containerd is left behind).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the separate agent with SIGTERM and waits for it to exit.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.server.data_dir.path().join("agent.log")).unwrap_or_default()
     }
 
     pub fn agent_dir(&self) -> PathBuf {
@@ -139,7 +219,9 @@ impl AgentServer {
             .expect("runtime");
         let socket = self.socket().display().to_string();
         rt.block_on(async move {
-            let cri = skiff_cri::connect(&socket).await.expect("connecting to CRI");
+            let cri = skiff_cri::connect(&socket)
+                .await
+                .expect("connecting to CRI");
             f(cri).await
         })
     }
@@ -204,13 +286,19 @@ fn processes_under(dir: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     let me = std::process::id();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == me {
             continue;
         }
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         if String::from_utf8_lossy(&cmd).contains(&needle) {
             pids.push(pid);
         }
@@ -222,6 +310,7 @@ impl Drop for AgentServer {
     fn drop(&mut self) {
         self.remove_all_pods();
         // The agent stops the containerd it started.
+        self.stop_agent();
         self.server.stop();
         let dir = self.server.data_dir.path().to_path_buf();
         for pid in processes_under(&dir) {
@@ -239,7 +328,9 @@ impl Drop for AgentServer {
                 .collect();
             targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
             for t in targets {
-                let _ = std::process::Command::new("umount").args(["-l", t]).status();
+                let _ = std::process::Command::new("umount")
+                    .args(["-l", t])
+                    .status();
             }
         }
         let _ = std::process::Command::new("ip")

@@ -467,7 +467,15 @@ mod tests {
     #[test]
     fn phases_by_restart_policy_and_container_states() {
         use CtrState::*;
-        let cases: Vec<(&str, &str, Vec<CtrObs>, Vec<(&str, &str)>, &str)> = vec![
+        // (case, restart policy, runtime containers, waiting reasons, phase)
+        type Case = (
+            &'static str,
+            &'static str,
+            Vec<CtrObs>,
+            Vec<(&'static str, &'static str)>,
+            &'static str,
+        );
+        let cases: Vec<Case> = vec![
             ("nothing started yet", "Always", vec![], vec![], "Pending"),
             (
                 "running",

@@ -353,7 +353,7 @@ impl Manager {
             .sandboxes(Some(uid))
             .await
             .map_err(Self::rt_err(&who))?;
-        sandboxes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        sandboxes.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         let host_dns = &self.host_dns;
         let sandbox_cfg_for =
             |attempt: u32| spec::sandbox_config(pod, attempt, &self.config, host_dns);

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use skiff_api::quantity::Quantity;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +77,72 @@ pub struct Inputs {
     pub pod_ip: String,
     pub node_cpu_millis: i128,
     pub node_memory_bytes: i128,
+    /// Variables for Services (see [`service_env`]); the container's own win over them.
+    pub service_env: Vec<(String, String)>,
+}
+
+/// The Docker-link style variables the kubelet gives every container for Services:
+/// those of the pod's namespace when `links` (enableServiceLinks, default true), and the
+/// `kubernetes` Service of `default` always. Services without a cluster IP get none.
+pub fn service_env(services: &[&Service], namespace: &str, links: bool) -> Vec<(String, String)> {
+    let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
+    for s in services {
+        let ns = s.metadata.namespace.as_deref().unwrap_or("");
+        let name = s.metadata.name.as_deref().unwrap_or("");
+        let ip = s
+            .spec
+            .as_ref()
+            .and_then(|sp| sp.cluster_ip.as_deref())
+            .unwrap_or("");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let wanted = (links && ns == namespace) || (ns == "default" && name == "kubernetes");
+        // A Service of the pod's own namespace wins over default's of the same name.
+        if wanted && (ns == namespace || !chosen.contains_key(name)) {
+            chosen.insert(name.to_string(), s);
+        }
+    }
+    let mut out = Vec::new();
+    for (name, s) in chosen {
+        let spec = s.spec.clone().unwrap_or_default();
+        let ip = spec.cluster_ip.unwrap_or_default();
+        let prefix = name.to_uppercase().replace('-', "_");
+        let ports = spec.ports.unwrap_or_default();
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.clone()));
+        let Some(first) = ports.first() else { continue };
+        out.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+        for p in &ports {
+            if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!(
+                        "{prefix}_SERVICE_PORT_{}",
+                        pn.to_uppercase().replace('-', "_")
+                    ),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+            p.protocol.clone().unwrap_or_else(|| "TCP".into())
+        };
+        out.push((
+            format!("{prefix}_PORT"),
+            format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+        ));
+        for p in &ports {
+            let pr = proto(p);
+            let base = format!("{prefix}_PORT_{}_{}", p.port, pr.to_uppercase());
+            out.push((
+                base.clone(),
+                format!("{}://{ip}:{}", pr.to_lowercase(), p.port),
+            ));
+            out.push((format!("{base}_PROTO"), pr.to_lowercase()));
+            out.push((format!("{base}_PORT"), p.port.to_string()));
+            out.push((format!("{base}_ADDR"), ip.clone()));
+        }
+    }
+    out
 }
 
 fn config_map_value(cm: &ConfigMap, key: &str) -> Option<String> {
@@ -197,7 +263,7 @@ pub fn resolve(
     inputs: &Inputs,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let mut out: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<(String, String)> = inputs.service_env.clone();
     let set = |out: &mut Vec<(String, String)>, k: String, v: String| {
         if let Some(slot) = out.iter_mut().find(|(name, _)| *name == k) {
             slot.1 = v;
@@ -394,6 +460,7 @@ mod tests {
             pod_ip: "10.42.0.5".into(),
             node_cpu_millis: 2000,
             node_memory_bytes: 4 << 30,
+            service_env: Vec::new(),
         }
     }
 
@@ -553,6 +620,50 @@ mod tests {
         let (p, c) = pod(json!({"name": "c", "env": [
             {"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "spec.bogus"}}}]}));
         assert!(resolve(&p, &c, &inputs()).is_err());
+    }
+
+    #[test]
+    fn services_give_docker_link_variables_and_the_containers_own_win() {
+        let svc = |ns: &str, name: &str, ip: &str| -> Service {
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}, {"port": 53, "protocol": "UDP"}]},
+            }))
+            .unwrap()
+        };
+        let all = [
+            svc("default", "kubernetes", "10.43.0.1"),
+            svc("ns", "my-svc", "10.43.0.5"),
+            svc("ns", "headless", "None"),
+            svc("other", "elsewhere", "10.43.0.9"),
+        ];
+        let refs: Vec<&Service> = all.iter().collect();
+        let env = service_env(&refs, "ns", true);
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("10.43.0.1"));
+        assert_eq!(get("MY_SVC_SERVICE_HOST"), Some("10.43.0.5"));
+        assert_eq!(get("MY_SVC_SERVICE_PORT"), Some("80"));
+        assert_eq!(get("MY_SVC_SERVICE_PORT_HTTP"), Some("80"));
+        assert_eq!(get("MY_SVC_PORT"), Some("tcp://10.43.0.5:80"));
+        assert_eq!(get("MY_SVC_PORT_53_UDP"), Some("udp://10.43.0.5:53"));
+        assert_eq!(get("MY_SVC_PORT_53_UDP_PROTO"), Some("udp"));
+        assert_eq!(get("MY_SVC_PORT_80_TCP_ADDR"), Some("10.43.0.5"));
+        assert_eq!(get("HEADLESS_SERVICE_HOST"), None);
+        assert_eq!(get("ELSEWHERE_SERVICE_HOST"), None);
+        let no_links = service_env(&refs, "ns", false);
+        assert!(no_links.iter().all(|(k, _)| k.starts_with("KUBERNETES_")));
+
+        let (p, c) =
+            pod(json!({"name": "c", "env": [{"name": "MY_SVC_SERVICE_HOST", "value": "mine"}]}));
+        let mut i = inputs();
+        i.service_env = env;
+        let out = resolve(&p, &c, &i).unwrap();
+        let mine: Vec<_> = out
+            .iter()
+            .filter(|(k, _)| k == "MY_SVC_SERVICE_HOST")
+            .collect();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].1, "mine");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod sysinfo;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::watcher;
 use skiff_runtime::{CancellationToken, InformerFactory};
 
@@ -117,6 +117,7 @@ pub async fn run(
         "agent-pods",
         watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name)),
     );
+    let services = informers.informer::<Service>();
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let probes = plugins
         .probes
@@ -129,6 +130,7 @@ pub async fn run(
         machine.clone(),
         plugins.volumes.clone(),
         probes,
+        services,
     );
     manager.watch_api(&pods);
     informers.start(shutdown.clone());

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service};
 use k8s_openapi::jiff::Timestamp;
 use skiff_runtime::events::Recorder;
 use skiff_runtime::{CancellationToken, Informer, WorkQueue};
@@ -60,6 +60,8 @@ pub struct Manager {
     pub volumes: Option<Arc<dyn Volumes>>,
     pub probes: Option<Arc<dyn Probes>>,
     pub queue: WorkQueue<String>,
+    /// Services, for the variables every container gets.
+    pub services: Informer<Service>,
     desired: Mutex<HashMap<String, Desired>>,
     memory: Mutex<HashMap<String, PodMemory>>,
     /// Every pod source has delivered its first full list (orphans can be told apart).
@@ -81,6 +83,7 @@ impl Manager {
         machine: Machine,
         volumes: Option<Arc<dyn Volumes>>,
         probes: Option<Arc<dyn Probes>>,
+        services: Informer<Service>,
     ) -> Arc<Self> {
         let host_dns = std::fs::read_to_string("/etc/resolv.conf")
             .map(|t| crate::pod::spec::parse_resolv_conf(&t))
@@ -95,6 +98,7 @@ impl Manager {
             volumes,
             probes,
             queue: WorkQueue::new("agent-pods", Duration::from_secs(30)),
+            services,
             desired: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
             synced: std::sync::atomic::AtomicBool::new(false),

@@ -305,7 +305,8 @@ impl Runtime {
             .clone()
             .stop_container(cri::StopContainerRequest {
                 container_id: id.into(),
-                timeout: grace.as_secs() as i64,
+                // Whole seconds, rounded up: a grace period never shrinks.
+                timeout: grace.as_millis().div_ceil(1000) as i64,
             })
             .await
         {

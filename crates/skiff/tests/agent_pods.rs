@@ -79,7 +79,10 @@ fn pods_run_as_containers_with_upstream_status() {
             pod_yaml(
                 "env",
                 "Never",
-                &ctr("c", "echo \"$0 $PASSWORD $NODE $CFG_color\" > /dev/termination-log"),
+                &ctr(
+                    "c",
+                    "echo \"$0 $PASSWORD $NODE $CFG_color $KUBERNETES_SERVICE_HOST $(grep -c env /etc/hosts)\" > /dev/termination-log",
+                ),
             )
         ),
         format!(
@@ -229,7 +232,7 @@ fn pods_run_as_containers_with_upstream_status() {
         container(&env, "c")["state"]["terminated"]["message"]
             .as_str()
             .map(str::trim),
-        Some(format!("blue hunter2 {NODE} blue").as_str())
+        Some(format!("blue hunter2 {NODE} blue 10.43.0.1 1").as_str())
     );
 
     // Over its memory limit: killed by the kernel, reported OOMKilled.

@@ -686,6 +686,15 @@ impl Manager {
             node_memory_bytes: self.machine.memory_bytes as i128,
             ..Default::default()
         };
+        let services = self.services.list();
+        let refs_s: Vec<&k8s_openapi::api::core::v1::Service> =
+            services.iter().map(|s| s.as_ref()).collect();
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        inputs.service_env = env::service_env(&refs_s, ns, links);
         let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
         for name in refs.config_maps {
             let got = cms.get_opt(&name).await.map_err(|source| SyncError::Api {
@@ -734,6 +743,11 @@ impl Manager {
                 return Ok(retry);
             }
         };
+        if !self.services.is_synced() {
+            // Every container gets the Service variables: wait for the list, as the
+            // kubelet does, rather than start one without them.
+            return Ok(Some(Duration::from_millis(200)));
+        }
         let mut inputs = self.fetch_env_sources(pod, c).await?;
         inputs.pod_ip = mem.pod_ip.clone().unwrap_or_default();
         if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
@@ -773,6 +787,15 @@ impl Manager {
                         return Ok(Some(Duration::from_secs(10)));
                     }
                 }
+            }
+        }
+        if pod.spec.as_ref().and_then(|s| s.host_network) != Some(true) {
+            if let Some(hosts) = self.write_etc_hosts(pod, mem.pod_ip.as_deref()) {
+                all_mounts.push(cri::Mount {
+                    container_path: "/etc/hosts".into(),
+                    host_path: hosts,
+                    ..Default::default()
+                });
             }
         }
         // The file the container may write its termination message to.
@@ -850,6 +873,17 @@ impl Manager {
             p.add(pod, c, &id, mem.pod_ip.clone());
         }
         Ok(None)
+    }
+
+    /// Writes the pod's /etc/hosts (as the kubelet manages it: localhost, the pod's own
+    /// address and name, hostAliases) and returns its path.
+    fn write_etc_hosts(&self, pod: &Pod, pod_ip: Option<&str>) -> Option<String> {
+        let (_, _, uid) = spec::meta(pod);
+        let path = self.config.pod_dir(uid).join("etc-hosts");
+        let text = etc_hosts(pod, pod_ip, &self.config.cluster_domain);
+        std::fs::create_dir_all(path.parent()?).ok()?;
+        std::fs::write(&path, text).ok()?;
+        Some(path.display().to_string())
     }
 
     /// Computes the status and posts it if it differs from what was last posted (or,
@@ -968,6 +1002,33 @@ fn same_status(old: &PodStatus, new: &PodStatus) -> bool {
     old == *new
 }
 
+/// The kubelet's managed hosts file for a pod.
+pub fn etc_hosts(pod: &Pod, pod_ip: Option<&str>, domain: &str) -> String {
+    let (ns, name, _) = spec::meta(pod);
+    let spec_ = pod.spec.clone().unwrap_or_default();
+    let mut out = String::from(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = pod_ip.filter(|ip| !ip.is_empty()) {
+        let host = spec_.hostname.clone().unwrap_or_else(|| name.to_string());
+        match spec_.subdomain.as_deref().filter(|s| !s.is_empty()) {
+            Some(sub) => out.push_str(&format!("{ip}\t{host}.{sub}.{ns}.svc.{domain}\t{host}\n")),
+            None => out.push_str(&format!("{ip}\t{host}\n")),
+        }
+    }
+    for alias in spec_.host_aliases.iter().flatten() {
+        let names = alias.hostnames.clone().unwrap_or_default();
+        if !names.is_empty() {
+            out.push_str(&format!(
+                "\n# Entries added by HostAliases.\n{}\t{}\n",
+                alias.ip,
+                names.join("\t")
+            ));
+        }
+    }
+    out
+}
+
 fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
     let spec = pod.spec.as_ref()?;
     spec.containers
@@ -979,6 +1040,25 @@ fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_file_names_the_pod_and_its_aliases() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "prod"},
+            "spec": {"containers": [], "hostname": "h", "subdomain": "sub",
+                     "hostAliases": [{"ip": "192.0.2.9", "hostnames": ["a", "b"]}]},
+        }))
+        .unwrap();
+        let text = etc_hosts(&pod, Some("10.42.0.5"), "cluster.local");
+        assert!(text.contains("127.0.0.1\tlocalhost\n"));
+        assert!(text.contains("10.42.0.5\th.sub.prod.svc.cluster.local\th\n"));
+        assert!(text.contains("192.0.2.9\ta\tb\n"));
+        let plain: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "web"}, "spec": {"containers": []}}),
+        )
+        .unwrap();
+        assert!(etc_hosts(&plain, Some("10.42.0.6"), "cluster.local").ends_with("10.42.0.6\tweb\n"));
+    }
 
     #[test]
     fn pull_policy_defaults_by_tag() {

@@ -86,6 +86,25 @@ fn pods_run_as_containers_with_upstream_status() {
             )
         ),
         format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: init\nspec:\n  initContainers:\n{}  containers:\n{}",
+            ctr("first", "exit 0"),
+            ctr("main", "sleep 3600")
+        ),
+        format!(
+            "{}    lifecycle:\n      postStart:\n        exec: {{command: [\"sh\", \"-c\", \"echo hooked > /tmp/post\"]}}\n",
+            pod_yaml(
+                "hooks",
+                "Never",
+                &ctr("c", "sleep 2; cat /tmp/post > /dev/termination-log"),
+            )
+        ),
+        // Nothing listens on 127.0.0.1:1: the pull fails at once, on loopback.
+        pod_yaml(
+            "nopull",
+            "Always",
+            "  - name: c\n    image: 127.0.0.1:1/nosuch:v1\n",
+        ),
+        format!(
             "{}    resources: {{limits: {{memory: 20Mi}}}}\n",
             pod_yaml(
                 "hog",
@@ -234,6 +253,41 @@ fn pods_run_as_containers_with_upstream_status() {
             .map(str::trim),
         Some(format!("blue hunter2 {NODE} blue 10.43.0.1 1").as_str())
     );
+
+    // Init containers run first and to completion.
+    let init = s.wait_pod("init", T, "Running", |p| phase(p) == "Running");
+    let first = &init["status"]["initContainerStatuses"][0];
+    assert_eq!(first["state"]["terminated"]["reason"], "Completed");
+    let initialized = init["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    assert!(initialized);
+
+    // postStart runs in the container right after it starts.
+    let hooks = s.wait_pod("hooks", T, "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(
+        container(&hooks, "c")["state"]["terminated"]["message"]
+            .as_str()
+            .map(str::trim),
+        Some("hooked")
+    );
+
+    // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff, with the
+    // runtime's message.
+    let nopull = s.wait_pod("nopull", T, "ImagePullBackOff", |p| {
+        container(p, "c")["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    });
+    let msg = container(&nopull, "c")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("Back-off pulling image \"127.0.0.1:1/nosuch:v1\""),
+        "{msg}"
+    );
+    assert_eq!(phase(&nopull), "Pending");
 
     // Over its memory limit: killed by the kernel, reported OOMKilled.
     let hog = s.wait_pod("hog", T, "Failed", |p| phase(p) == "Failed");

@@ -11,6 +11,7 @@
 //! What it is not: it does not start containerd (the caller does, or names an existing
 //! runtime) and does not allocate pod subnets (the node IPAM controller does).
 
+pub mod cgroups;
 pub mod config;
 pub mod env;
 pub mod heartbeat;

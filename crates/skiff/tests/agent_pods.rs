@@ -178,6 +178,7 @@ fn pods_run_as_containers_with_upstream_status() {
     let victim = s.wait_pod("victim", T, "Running", |p| {
         container(p, "c")["ready"] == true
     });
+    let victim_uid = victim["metadata"]["uid"].as_str().unwrap().to_string();
     let id = container(&victim, "c")["containerID"]
         .as_str()
         .unwrap()
@@ -348,5 +349,10 @@ fn pods_run_as_containers_with_upstream_status() {
     s.ok(&["delete", "pods", "--all", "--wait=true"]);
     support::eventually(T, "only the static pod's container runs", || {
         s.running_container_ids().len() == 1
+    });
+    // Their cgroups go with them.
+    let cgroup = format!("/sys/fs/cgroup/memory/kubepods/besteffort/pod{victim_uid}");
+    support::eventually(T, "the deleted pod's cgroup removed", || {
+        !std::path::Path::new(&cgroup).exists()
     });
 }

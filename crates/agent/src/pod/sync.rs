@@ -236,6 +236,8 @@ impl Manager {
             v.teardown(uid).await;
         }
         let _ = std::fs::remove_dir_all(self.config.pod_dir(uid).join("containers"));
+        let _ = std::fs::remove_file(self.config.pod_dir(uid).join("etc-hosts"));
+        crate::cgroups::remove_pod(uid);
         mem.killed = true;
         Ok(())
     }

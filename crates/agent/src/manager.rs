@@ -48,6 +48,8 @@ pub struct PodMemory {
     pub terminal: bool,
     /// Its containers and sandbox were stopped.
     pub killed: bool,
+    /// It ran past activeDeadlineSeconds.
+    pub deadline_exceeded: bool,
 }
 
 pub struct Manager {

@@ -98,6 +98,8 @@ fn pods_run_as_containers_with_upstream_status() {
                 &ctr("c", "sleep 2; cat /tmp/post > /dev/termination-log"),
             )
         ),
+        pod_yaml("deadline", "Always", &ctr("c", "sleep 3600"))
+            .replace("  restartPolicy:", "  activeDeadlineSeconds: 3\n  restartPolicy:"),
         // Nothing listens on 127.0.0.1:1: the pull fails at once, on loopback.
         pod_yaml(
             "nopull",
@@ -289,6 +291,11 @@ fn pods_run_as_containers_with_upstream_status() {
         "{msg}"
     );
     assert_eq!(phase(&nopull), "Pending");
+
+    // Past activeDeadlineSeconds the pod is stopped and Failed.
+    let deadline = s.wait_pod("deadline", T, "Failed", |p| phase(p) == "Failed");
+    assert_eq!(deadline["status"]["reason"], "DeadlineExceeded");
+    assert!(container(&deadline, "c")["state"]["terminated"].is_object());
 
     // Over its memory limit: killed by the kernel, reported OOMKilled.
     let hog = s.wait_pod("hog", T, "Failed", |p| phase(p) == "Failed");

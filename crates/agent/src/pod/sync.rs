@@ -238,6 +238,15 @@ impl Manager {
         let _ = std::fs::remove_dir_all(self.config.pod_dir(uid).join("containers"));
         let _ = std::fs::remove_file(self.config.pod_dir(uid).join("etc-hosts"));
         crate::cgroups::remove_pod(uid);
+        // The pod's log directory (`<ns>_<name>_<uid>`) goes with its containers.
+        if let Ok(dirs) = std::fs::read_dir(self.config.agent_dir.join("logs").join("pods")) {
+            let suffix = format!("_{uid}");
+            for d in dirs.flatten() {
+                if d.file_name().to_string_lossy().ends_with(&suffix) {
+                    let _ = std::fs::remove_dir_all(d.path());
+                }
+            }
+        }
         mem.killed = true;
         Ok(())
     }
@@ -335,6 +344,23 @@ impl Manager {
         }
         let posted_terminal =
             is_terminal_phase(pod.status.as_ref().and_then(|s| s.phase.as_deref()));
+        // activeDeadlineSeconds: past it the pod is stopped and Failed (DeadlineExceeded).
+        let mut deadline_left: Option<Duration> = None;
+        if let (Some(secs), Some(start)) = (spec_.active_deadline_seconds, mem.start_time) {
+            let active = Duration::try_from(now.duration_since(start)).unwrap_or(Duration::ZERO);
+            let limit = Duration::from_secs(secs.max(0) as u64);
+            if active >= limit && !posted_terminal && !mem.terminal {
+                self.recorder.warning(
+                    pod.as_ref(),
+                    "DeadlineExceeded",
+                    "Pod was active on the node longer than the specified deadline",
+                );
+                mem.deadline_exceeded = true;
+                mem.terminal = true;
+            } else {
+                deadline_left = Some(limit.saturating_sub(active));
+            }
+        }
         if posted_terminal || mem.terminal {
             // Finished pods keep their containers (for logs) but release the network.
             if !mem.killed {
@@ -491,7 +517,8 @@ impl Manager {
             mem.terminal = true;
             return Ok(Some(Duration::ZERO));
         }
-        Ok(Some(requeue.unwrap_or(RESYNC)))
+        let next = requeue.unwrap_or(RESYNC);
+        Ok(Some(deadline_left.map_or(next, |d| d.min(next))))
     }
 
     async fn create_sandbox(
@@ -929,8 +956,13 @@ impl Manager {
         if terminal {
             // A pod that is over (or being deleted) ends Succeeded only if every
             // container did; otherwise Failed, as the kubelet reports it.
-            let phase = status.phase.as_deref().unwrap_or_default();
-            if !is_terminal_phase(Some(phase)) {
+            if mem.deadline_exceeded {
+                status.phase = Some("Failed".into());
+                status.reason = Some("DeadlineExceeded".into());
+                status.message =
+                    Some("Pod was active on the node longer than the specified deadline".into());
+            }
+            if !is_terminal_phase(status.phase.as_deref()) {
                 let all_ok = status.container_statuses.iter().flatten().all(|s| {
                     s.state
                         .as_ref()
@@ -938,18 +970,17 @@ impl Manager {
                         .is_some_and(|t| t.exit_code == 0)
                 });
                 status.phase = Some(if all_ok { "Succeeded" } else { "Failed" }.into());
-                for c in status.conditions.iter_mut().flatten() {
-                    if c.type_ == "Ready" || c.type_ == "ContainersReady" {
-                        if c.status == "True" {
-                            c.last_transition_time =
-                                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                                    Timestamp::now(),
-                                ));
-                        }
-                        c.status = "False".into();
-                        c.reason = Some("PodCompleted".into());
-                        c.message = None;
+            }
+            for c in status.conditions.iter_mut().flatten() {
+                if c.type_ == "Ready" || c.type_ == "ContainersReady" {
+                    if c.status == "True" {
+                        c.last_transition_time = Some(
+                            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+                        );
                     }
+                    c.status = "False".into();
+                    c.reason = Some("PodCompleted".into());
+                    c.message = None;
                 }
             }
         }

@@ -16,6 +16,7 @@ pub mod endpointslice;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podautoscaler;
 pub mod podgc;
@@ -50,6 +51,10 @@ pub struct Settings {
     pub workers: usize,
     /// Longest retry backoff for a failing key.
     pub max_retry_delay: Duration,
+    /// Range node pod subnets are carved from (`--cluster-cidr`).
+    pub cluster_cidr: nodeipam::Ipv4Cidr,
+    /// Prefix length of each node's pod subnet (`--node-cidr-mask-size`).
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for Settings {
@@ -61,6 +66,11 @@ impl Default for Settings {
             pod_gc_orphan_quarantine: Duration::from_secs(40),
             workers: 5,
             max_retry_delay: Duration::from_secs(60),
+            cluster_cidr: nodeipam::Ipv4Cidr {
+                network: std::net::Ipv4Addr::new(10, 42, 0, 0),
+                prefix: 16,
+            },
+            node_cidr_mask_size: 24,
         }
     }
 }
@@ -111,6 +121,7 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
     ("endpointslice", endpointslice::controller),
     ("endpoints", endpointslice::endpoints_controller),
     ("nodelifecycle", nodelifecycle::controller),
+    ("nodeipam", nodeipam::controller),
     ("podgc", podgc::controller),
     ("serviceaccount", serviceaccount::controller),
     ("resourcequota", resourcequota::controller),

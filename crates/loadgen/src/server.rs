@@ -114,6 +114,8 @@ impl Server {
             .arg(dir.path())
             .args(["--bind-address", "127.0.0.1", "--https-listen-port"])
             .arg(port.to_string())
+            // Control-plane benchmarks: no local node (hollow nodes stand in for nodes).
+            .arg("--disable-agent")
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

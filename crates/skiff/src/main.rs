@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use skiff_runtime::CancellationToken;
 
+mod agent;
 mod components;
 mod images;
 
@@ -34,6 +35,8 @@ enum Command {
     ControllerManager(ControllerManagerArgs),
     /// Run only the scheduler, against an API server named by a kubeconfig.
     Scheduler(SchedulerArgs),
+    /// Run a node agent (Skiff's kubelet) against an API server named by a kubeconfig.
+    Agent(Box<AgentArgs>),
     /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
     /// heartbeats its Lease and runs the pods bound to it without containers.
     HollowNodes(HollowArgs),
@@ -156,15 +159,34 @@ struct LoopArgs {
     /// Terminated pods kept before the oldest are deleted.
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// Range each node's pod subnet (spec.podCIDR) is allocated from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
+    /// Prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 impl LoopArgs {
-    fn settings(&self) -> skiff_controllers::Settings {
-        skiff_controllers::Settings {
+    fn settings(&self) -> Result<skiff_controllers::Settings> {
+        let cluster_cidr: skiff_controllers::nodeipam::Ipv4Cidr = self
+            .cluster_cidr
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+        if self.node_cidr_mask_size < cluster_cidr.prefix || self.node_cidr_mask_size > 30 {
+            bail!(
+                "--node-cidr-mask-size {} must be between the --cluster-cidr prefix ({}) and 30",
+                self.node_cidr_mask_size,
+                cluster_cidr.prefix
+            );
+        }
+        Ok(skiff_controllers::Settings {
             node_monitor_grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
+            cluster_cidr,
+            node_cidr_mask_size: self.node_cidr_mask_size,
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -199,9 +221,11 @@ struct ServerArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
-    /// Run no local node (no node agent exists yet, so none runs either way).
+    /// Run no local node agent (a control-plane-only server).
     #[arg(long)]
     disable_agent: bool,
+    #[command(flatten)]
+    node: agent::NodeArgs,
     /// Do not run the controller manager in this process.
     #[arg(long)]
     disable_controller_manager: bool,
@@ -272,6 +296,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         .service_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
+    let config_domain = args.cluster_domain.clone();
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
     config.tls_sans = args.tls_san;
@@ -303,11 +328,11 @@ async fn server(args: ServerArgs) -> Result<()> {
     } else if args.datastore_certfile.is_some() || args.datastore_keyfile.is_some() {
         bail!("--datastore-certfile/--datastore-keyfile need --datastore-cafile too");
     }
-    let _ = args.disable_agent;
     config.default_toleration_seconds = skiff_apiserver::admission::DefaultTolerationSeconds {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
     };
+    let settings = args.loops.settings()?;
     let started = Instant::now();
     let running = skiff_apiserver::start(config)
         .await
@@ -350,14 +375,32 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
         loops.push(tokio::spawn(components::controller_manager(
             client,
-            args.loops.settings(),
+            settings.clone(),
             Vec::new(),
             shutdown.clone(),
         )));
     }
+    let mut agent_task = None;
+    if !args.disable_agent {
+        let agent_dir = data_dir.join("agent");
+        let path = agent::node_kubeconfig(&running, &agent_dir, &args.node.node_name())?;
+        let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
+        let node = args.node.clone();
+        let domain = config_domain.clone();
+        let stop = shutdown.clone();
+        agent_task = Some(tokio::spawn(async move {
+            if let Err(e) = agent::run(client, &agent_dir, &domain, &node, stop).await {
+                tracing::error!("the node agent stopped: {e:#}");
+            }
+        }));
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down");
     shutdown.cancel();
+    if let Some(task) = agent_task {
+        // The agent stops its containerd (pods keep running for the next start).
+        let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+    }
     // Loops hand their leases over on the way out; do not wait on a stuck one for long.
     let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(loops)).await;
     Ok(())
@@ -373,9 +416,44 @@ async fn wait_for_signal() -> Result<()> {
     }
 }
 
+#[derive(Args)]
+struct AgentArgs {
+    /// Kubeconfig of the cluster to join.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: PathBuf,
+    /// Where the agent keeps its files (`<data-dir>/agent`)
+    /// [default: /var/lib/skiff as root, else ~/.skiff]
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    #[command(flatten)]
+    node: agent::NodeArgs,
+}
+
+async fn node_agent(args: AgentArgs) -> Result<()> {
+    let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
+    let agent_dir = args.data_dir.unwrap_or_else(default_data_dir).join("agent");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let mut task = tokio::spawn(async move {
+        agent::run(client, &agent_dir, &args.cluster_domain, &args.node, stop).await
+    });
+    tokio::select! {
+        signal = wait_for_signal() => {
+            signal?;
+            shutdown.cancel();
+            task.await.context("node agent task")??;
+        }
+        ended = &mut task => ended.context("node agent task")??,
+    }
+    Ok(())
+}
+
 async fn controller_manager(args: ControllerManagerArgs) -> Result<()> {
     let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let settings = args.loops.settings();
+    let settings = args.loops.settings()?;
     run_until_signal(|shutdown| {
         components::controller_manager(client, settings, args.controllers, shutdown)
     })
@@ -411,6 +489,7 @@ fn main() -> Result<()> {
         Command::Server(args) => runtime.block_on(server(*args)),
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
         Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
+        Command::Agent(args) => runtime.block_on(node_agent(*args)),
         Command::Scheduler(args) => runtime.block_on(scheduler(args)),
         Command::Images(args) => images::run(args),
     }

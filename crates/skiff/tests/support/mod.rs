@@ -19,6 +19,8 @@ pub struct Server {
     child: Option<Child>,
     log: PathBuf,
     extra_args: Vec<String>,
+    /// Run the local node agent (off unless asked for: it needs containerd and root).
+    agent: bool,
 }
 
 impl Server {
@@ -27,8 +29,19 @@ impl Server {
         Self::start_with(&[])
     }
 
-    /// A server with extra `skiff server` flags (e.g. `--datastore-endpoint`).
+    /// A server with extra `skiff server` flags (e.g. `--datastore-endpoint`), without
+    /// a local node agent.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_inner(args, false, |_| {})
+    }
+
+    /// A server that also runs its local node agent (containerd, CNI); `prepare` runs on
+    /// the data dir before the server starts (e.g. to put images in `agent/images/`).
+    pub fn start_with_agent(args: &[&str], prepare: impl FnOnce(&Path)) -> Self {
+        Self::start_inner(args, true, prepare)
+    }
+
+    fn start_inner(args: &[&str], agent: bool, prepare: impl FnOnce(&Path)) -> Self {
         let data_dir = tempfile::Builder::new()
             .prefix("skiff-test-")
             .tempdir()
@@ -42,8 +55,10 @@ impl Server {
             child: None,
             log,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            agent,
             data_dir,
         };
+        prepare(server.data_dir.path());
         server.spawn();
         server
     }
@@ -64,6 +79,7 @@ impl Server {
             .arg("--https-listen-port")
             .arg(self.port.to_string())
             .args(&self.extra_args)
+            .args((!self.agent).then_some("--disable-agent"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(out)
@@ -80,6 +96,31 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Stops the server as a service manager would (SIGTERM, SIGKILL after 30 s),
+    /// keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server gracefully and starts it again on the same port and data dir.
+    pub fn restart_gracefully(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     /// Starts the server again on the same port and data dir.

@@ -1,0 +1,108 @@
+//! What one node agent is told: who it is, where it keeps its files, how pods reach DNS,
+//! and which container runtime it talks to.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name (the host name by default, lower-cased).
+    pub node_name: String,
+    /// The address other nodes and the API server reach this node at (InternalIP).
+    pub node_ip: IpAddr,
+    /// `<data-dir>/agent`: containerd state, images, manifests, pod dirs, logs, CNI.
+    pub agent_dir: PathBuf,
+    /// Nameservers pods with dnsPolicy ClusterFirst get (`--cluster-dns`).
+    pub cluster_dns: Vec<IpAddr>,
+    /// The cluster's DNS domain (`--cluster-domain`).
+    pub cluster_domain: String,
+    /// The CRI socket (containerd's, started by the caller or an existing one).
+    pub cri_endpoint: String,
+    /// Port the agent's streaming server listens on (daemonEndpoints.kubeletEndpoint).
+    pub kubelet_port: u16,
+    /// Name of the Linux bridge pods attach to (tests use a unique one each).
+    pub cni_bridge: String,
+    /// Where the CNI conflist is written; containerd's CRI plugin reads it from there.
+    pub cni_conf_dir: PathBuf,
+    /// Seconds between Lease renewals (upstream: 10).
+    pub heartbeat_interval: Duration,
+    /// leaseDurationSeconds of the node Lease (upstream: 40).
+    pub lease_duration_seconds: i32,
+    /// Seconds between node status posts when nothing changed (upstream: 5 min; the
+    /// conditions' heartbeat times move then).
+    pub status_report_interval: Duration,
+    /// Pods the node takes (`--max-pods`).
+    pub max_pods: u32,
+    /// How often the runtime is listed to notice containers that changed state (the
+    /// kubelet's PLEG relist period, 1 s).
+    pub relist_period: Duration,
+    /// Program routes to other nodes' pod subnets through their InternalIP.
+    pub program_routes: bool,
+    /// Extra labels the node registers with.
+    pub node_labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Config {
+    /// A configuration with upstream's defaults for everything but identity and paths.
+    pub fn new(node_name: &str, node_ip: IpAddr, agent_dir: PathBuf, cri_endpoint: &str) -> Self {
+        Self {
+            node_name: node_name.to_lowercase(),
+            node_ip,
+            cni_conf_dir: agent_dir.join("cni").join("net.d"),
+            agent_dir,
+            cluster_dns: vec![IpAddr::V4(Ipv4Addr::new(10, 43, 0, 10))],
+            cluster_domain: "cluster.local".into(),
+            cri_endpoint: cri_endpoint.into(),
+            kubelet_port: 10250,
+            cni_bridge: "skiff0".into(),
+            heartbeat_interval: Duration::from_secs(10),
+            lease_duration_seconds: 40,
+            status_report_interval: Duration::from_secs(60),
+            max_pods: 110,
+            relist_period: Duration::from_secs(1),
+            program_routes: true,
+            node_labels: Default::default(),
+        }
+    }
+
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.agent_dir.join("manifests")
+    }
+
+    pub fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.agent_dir.join("pods").join(uid)
+    }
+
+    /// The sandbox's CRI log directory: `logs/pods/<ns>_<name>_<uid>`.
+    pub fn pod_log_dir(&self, namespace: &str, name: &str, uid: &str) -> PathBuf {
+        self.agent_dir
+            .join("logs")
+            .join("pods")
+            .join(format!("{namespace}_{name}_{uid}"))
+    }
+}
+
+/// The host name as the kubelet takes it for a node name: lower-cased.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The first non-loopback IPv4 address of this machine, if any.
+pub fn first_ipv4() -> Option<IpAddr> {
+    let ifaces = if_addrs::get_if_addrs().ok()?;
+    let mut v4: Vec<_> = ifaces
+        .iter()
+        .filter(|i| !i.is_loopback())
+        .filter_map(|i| match i.ip() {
+            IpAddr::V4(ip) if !ip.is_link_local() => Some(ip),
+            _ => None,
+        })
+        .collect();
+    v4.sort();
+    v4.first().copied().map(IpAddr::V4)
+}

@@ -1,0 +1,130 @@
+//! The node agent inside `skiff server` (a local node, on by default) and as `skiff
+//! agent` on its own: the node flags (k3s/kubelet names), the runtime (our own
+//! containerd under `<data-dir>/agent/containerd`, or one named with
+//! `--container-runtime-endpoint`), and the agent's client identity.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use skiff_runtime::CancellationToken;
+
+/// Flags every node agent takes.
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// The Node's name [default: the host name].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address other nodes reach it at [default: the first non-loopback IPv4].
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// CRI socket of a runtime to use instead of starting our own containerd.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// DNS server pods with dnsPolicy ClusterFirst use.
+    #[arg(long, default_value = "10.43.0.10", value_delimiter = ',')]
+    pub cluster_dns: Vec<IpAddr>,
+    /// Port of the agent's streaming server (logs, exec, port-forward).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Pods this node runs at most.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
+    /// Name of the Linux bridge pods attach to.
+    #[arg(long, default_value = "skiff0")]
+    pub cni_bridge: String,
+    /// Extra node labels: key=value,...
+    #[arg(long, value_delimiter = ',')]
+    pub node_labels: Vec<String>,
+}
+
+impl NodeArgs {
+    pub fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(skiff_agent::config::hostname)
+            .to_lowercase()
+    }
+
+    /// The agent's configuration; `agent_dir` is `<data-dir>/agent`.
+    pub fn config(
+        &self,
+        agent_dir: PathBuf,
+        cluster_domain: &str,
+        cri_endpoint: &str,
+    ) -> Result<skiff_agent::Config> {
+        let node_ip = match self.node_ip {
+            Some(ip) => ip,
+            None => skiff_agent::config::first_ipv4()
+                .context("no non-loopback IPv4 address found: give --node-ip")?,
+        };
+        let mut config =
+            skiff_agent::Config::new(&self.node_name(), node_ip, agent_dir, cri_endpoint);
+        config.cluster_dns = self.cluster_dns.clone();
+        config.cluster_domain = cluster_domain.to_string();
+        config.kubelet_port = self.kubelet_port;
+        config.max_pods = self.max_pods;
+        config.cni_bridge = self.cni_bridge.clone();
+        for kv in &self.node_labels {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--node-labels: {kv:?} is not key=value"))?;
+            config.node_labels.insert(k.trim().into(), v.trim().into());
+        }
+        Ok(config)
+    }
+}
+
+/// Starts (or connects to) the runtime, runs the agent until `shutdown`, then stops the
+/// containerd it started. Pods keep running across agent restarts.
+pub async fn run(
+    client: kube::Client,
+    agent_dir: &Path,
+    cluster_domain: &str,
+    args: &NodeArgs,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let cni_conf_dir = agent_dir.join("cni").join("net.d");
+    let containerd = match &args.container_runtime_endpoint {
+        Some(endpoint) => skiff_cri::Containerd::existing(endpoint)
+            .await
+            .with_context(|| format!("connecting to the container runtime at {endpoint}"))?,
+        None => {
+            let opts = skiff_cri::ContainerdOptions::new(agent_dir, &cni_conf_dir);
+            skiff_cri::Containerd::start(opts)
+                .await
+                .context("starting containerd")?
+        }
+    };
+    let endpoint = containerd.socket().display().to_string();
+    let mut config = args.config(agent_dir.to_path_buf(), cluster_domain, &endpoint)?;
+    config.cni_conf_dir = cni_conf_dir;
+    tracing::info!(node = %config.node_name, ip = %config.node_ip, runtime = %endpoint, "starting the node agent");
+    let result = skiff_agent::run(client, config, skiff_agent::Plugins::default(), shutdown).await;
+    containerd.stop().await;
+    result.context("node agent")
+}
+
+/// The agent's kubeconfig: a client certificate for `system:node:<name>` in
+/// `system:nodes`, written to `<data-dir>/agent/cred/kubelet.kubeconfig`.
+pub fn node_kubeconfig(
+    running: &skiff_apiserver::Running,
+    agent_dir: &Path,
+    node: &str,
+) -> Result<PathBuf> {
+    let user = format!("system:node:{node}");
+    // system:masters until RBAC's node authorizer lands.
+    let (cert, key) = running
+        .pki
+        .issue_client(&user, &["system:nodes", "system:masters"])
+        .with_context(|| format!("issuing a client certificate for {user}"))?;
+    let server = format!("https://{}", running.app.server_address);
+    let yaml = running.pki.kubeconfig(&server, &user, &cert, &key);
+    let dir = agent_dir.join("cred");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("kubelet.kubeconfig");
+    crate::components::write_private(&path, &yaml)?;
+    Ok(path)
+}

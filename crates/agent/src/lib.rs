@@ -3,4 +3,5 @@
 //! reports their status as upstream does, and serves logs, exec, attach and
 //! port-forward to the API server.
 
+pub mod probe;
 pub mod volumes;

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::AbortHandle;
 
 use super::exec::CriExec;
 use super::runner::{Prober, RealProber, Target};
-use super::{worker, ProbeKind};
+use super::{worker, Outcome, ProbeKind};
 
 /// What a worker should do on its next tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +39,32 @@ struct Entry {
 pub(crate) struct Shared {
     entries: Mutex<HashMap<String, Entry>>,
     wake: UnboundedSender<String>,
+    events: Mutex<Option<UnboundedSender<ProbeEvent>>>,
+}
+
+/// One failed (or warned) probe run, for the agent's `Unhealthy`/`ProbeWarning` events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeEvent {
+    pub pod_uid: String,
+    pub container_id: String,
+    pub container_name: String,
+    pub kind: ProbeKind,
+    /// A success with a warning (e.g. an off-host redirect) rather than a failure.
+    pub warning: bool,
+    /// Upstream's event message: `Liveness probe failed: ...` or
+    /// `Readiness probe warning: ...`.
+    pub message: String,
+}
+
+impl ProbeEvent {
+    /// Upstream's event reason.
+    pub fn reason(&self) -> &'static str {
+        if self.warning {
+            "ProbeWarning"
+        } else {
+            "Unhealthy"
+        }
+    }
 }
 
 impl Shared {
@@ -59,9 +85,40 @@ impl Shared {
         }
     }
 
-    pub(crate) fn record_failure(&self, container_id: &str, message: String) {
-        if let Some(e) = self.lock().get_mut(container_id) {
-            e.last_failure = Some(message);
+    /// Notes a failed or warned run: kept as the last failure, and sent to the events
+    /// subscriber if there is one.
+    pub(crate) fn record(
+        &self,
+        container_id: &str,
+        container_name: &str,
+        kind: ProbeKind,
+        outcome: &Outcome,
+    ) {
+        let (warning, message) = match outcome {
+            Outcome::Success => return,
+            Outcome::Warning(m) => (true, format!("{} probe warning: {m}", kind.title())),
+            Outcome::Failure(m) => (false, format!("{} probe failed: {m}", kind.title())),
+        };
+        let pod_uid = {
+            let mut entries = self.lock();
+            let Some(e) = entries.get_mut(container_id) else {
+                return;
+            };
+            if !warning {
+                e.last_failure = Some(message.clone());
+            }
+            e.pod_uid.clone()
+        };
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = events.as_ref() {
+            let _ = tx.send(ProbeEvent {
+                pod_uid,
+                container_id: container_id.to_owned(),
+                container_name: container_name.to_owned(),
+                kind,
+                warning,
+                message,
+            });
         }
     }
 
@@ -128,6 +185,7 @@ impl ProbeManager {
             shared: Arc::new(Shared {
                 entries: Mutex::new(HashMap::new()),
                 wake,
+                events: Mutex::new(None),
             }),
             prober,
         }
@@ -179,6 +237,14 @@ impl ProbeManager {
             entry.tasks.push(task.abort_handle());
         }
         entries.insert(container_id.to_owned(), entry);
+    }
+
+    /// Every failed (and warned) probe run from now on, for events; a new call
+    /// replaces the previous receiver.
+    pub fn events(&self) -> UnboundedReceiver<ProbeEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.shared.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// Stops the container's workers and forgets its results.
@@ -257,7 +323,6 @@ mod tests {
     use std::time::Duration;
     use tokio::sync::mpsc;
 
-    use crate::probe::Outcome;
     use k8s_openapi::api::core::v1::Probe;
 
     /// Answers each probe kind from its own script (the last answer repeats) and counts
@@ -444,9 +509,17 @@ mod tests {
             "startupProbe": probe("startup", serde_json::json!({"periodSeconds": 2, "failureThreshold": 2}))
         }));
         s.set("startup", &[false]);
+        let mut events = m.events();
         let start = tokio::time::Instant::now();
         m.add(&pod, &c, "cid", None);
         at(3.0, start).await;
+        let e = events.try_recv().unwrap();
+        assert_eq!(
+            (e.pod_uid.as_str(), e.container_name.as_str(), e.reason()),
+            ("pod-1", "c", "Unhealthy")
+        );
+        assert_eq!(e.message, "Startup probe failed: startup said no");
+        assert!(events.try_recv().is_ok(), "one event per failed run");
         assert!(m.liveness_failed("cid"));
         assert!(m.startup_failed("cid"));
         assert!(!m.started("cid"));

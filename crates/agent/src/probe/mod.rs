@@ -19,7 +19,7 @@ mod worker;
 
 pub use exec::{CriExec, ExecError, ExecOutput, ExecRunner};
 pub use http::Url as HttpUrl;
-pub use manager::ProbeManager;
+pub use manager::{ProbeEvent, ProbeManager};
 pub use runner::{Prober, RealProber, Target};
 
 /// The `User-Agent` of HTTP and gRPC probes (upstream sends `kube-probe/<major>.<minor>`).

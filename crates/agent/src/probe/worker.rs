@@ -10,7 +10,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::manager::{Gate, Shared};
 use super::runner::{Prober, Target};
-use super::{Outcome, ProbeKind};
+use super::ProbeKind;
 
 /// Timing and thresholds with upstream's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,9 +78,7 @@ pub async fn run(
             return;
         };
         let ok = outcome.is_success();
-        if let Outcome::Failure(msg) = &outcome {
-            shared.record_failure(&cid, format!("{} probe failed: {msg}", kind.title()));
-        }
+        shared.record(&cid, &target.container.name, kind, &outcome);
         if last == Some(ok) {
             run_length = run_length.saturating_add(1);
         } else {

@@ -145,7 +145,7 @@ impl VolumeManager {
             .ok_or(VolumeError::InvalidPod("uid"))?;
         let spec = pod.spec.as_ref().ok_or(VolumeError::InvalidPod("spec"))?;
         let volumes = spec.volumes.as_deref().unwrap_or(&[]);
-        let allocatable = if volumes.iter().any(reads_resources) {
+        let allocatable = if volumes.iter().any(needs_allocatable) {
             self.node_allocatable(spec.node_name.as_deref()).await
         } else {
             Allocatable::new()
@@ -188,7 +188,7 @@ impl VolumeManager {
         };
         if let Some(src) = &volume.empty_dir {
             let d = dir(plugin::EMPTY_DIR);
-            empty_dir::setup(&d, src)?;
+            empty_dir::setup(&d, src, pod, allocatable)?;
             return Ok((ready(d, false), None));
         }
         if let Some(src) = &volume.host_path {
@@ -312,10 +312,15 @@ fn teardown_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn reads_resources(v: &Volume) -> bool {
-    v.downward_api
+/// Whether setting up `v` reads the node's allocatable resources (downward API limits,
+/// memory-backed emptyDir sizes).
+fn needs_allocatable(v: &Volume) -> bool {
+    v.empty_dir
         .as_ref()
-        .is_some_and(|d| downward::reads_resources(d.items.as_deref().unwrap_or(&[])))
+        .is_some_and(|e| e.medium.as_deref() == Some("Memory"))
+        || v.downward_api
+            .as_ref()
+            .is_some_and(|d| downward::reads_resources(d.items.as_deref().unwrap_or(&[])))
         || v.projected.as_ref().is_some_and(projected::reads_resources)
 }
 

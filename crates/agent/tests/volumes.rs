@@ -192,7 +192,9 @@ async fn secret_volume_lives_on_tmpfs_and_teardown_removes_it() {
     env.manager.setup(&p).await.unwrap();
     assert_eq!(mount_count(&secret_dir), 1);
 
+    assert_eq!(env.manager.pods_on_disk().unwrap(), ["uid-secret"]);
     env.manager.teardown("uid-secret").await.unwrap();
+    assert!(env.manager.pods_on_disk().unwrap().is_empty());
     assert!(!is_tmpfs(&secret_dir));
     assert!(!env.agent_dir.path().join("pods/uid-secret").exists());
     // Tearing down twice is fine.
@@ -365,6 +367,20 @@ async fn claims_resolve_to_their_bound_node_path() {
     assert_eq!(d.host_path, host.path().join("data"));
     assert!(d.host_path.is_dir(), "DirectoryOrCreate made the directory");
     assert!(!d.read_only);
+
+    let no_dir = host.path().join("absent");
+    let bad_host = pod(
+        "uid-hp",
+        serde_json::json!([{"name": "h", "hostPath": {"path": no_dir, "type": "Directory"}}]),
+    );
+    let err = env.manager.setup(&bad_host).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: {} is not a directory",
+            no_dir.display()
+        )
+    );
 
     let missing = pod(
         "uid-pvc2",

@@ -269,6 +269,27 @@ impl VolumeManager {
             .collect()
     }
 
+    /// UIDs of the pods that have a directory under `<agent-dir>/pods/`: after a restart
+    /// the agent tears down those that are no longer bound to the node (upstream's
+    /// orphaned pod directory cleanup).
+    pub fn pods_on_disk(&self) -> std::io::Result<Vec<String>> {
+        let dir = self.agent_dir.join("pods");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut uids = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                uids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        uids.sort();
+        Ok(uids)
+    }
+
     /// Unmounts the pod's tmpfs volumes and removes `<agent-dir>/pods/<uid>/volumes`.
     /// Node paths (hostPath, persistent volumes) are left alone.
     pub async fn teardown(&self, pod_uid: &str) -> Result<(), VolumeError> {

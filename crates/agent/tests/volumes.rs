@@ -408,3 +408,37 @@ fn mount_count(dir: &Path) -> usize {
 fn is_tmpfs(dir: &Path) -> bool {
     mount_count(dir) > 0
 }
+
+#[tokio::test]
+async fn fs_group_owns_the_volumes() {
+    use std::os::unix::fs::MetadataExt;
+    let env = env().await;
+    let _: Secret = create(
+        &env.client,
+        serde_json::json!({"metadata": {"name": "key"}, "stringData": {"tls.key": "k"}}),
+    )
+    .await;
+    let mut p = pod(
+        "uid-fsgroup",
+        serde_json::json!([
+            {"name": "key", "secret": {"secretName": "key", "defaultMode": 0o400}},
+            {"name": "scratch", "emptyDir": {}}
+        ]),
+    );
+    p.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(serde_json::json!({"fsGroup": 2000})).unwrap());
+    let vols = env.manager.setup(&p).await.unwrap();
+    let key = vols.get("key").unwrap().host_path.join("tls.key");
+    let meta = fs::metadata(&key).unwrap();
+    assert_eq!(meta.gid(), 2000);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o440, "group-readable");
+    let scratch = fs::metadata(&vols.get("scratch").unwrap().host_path).unwrap();
+    assert_eq!(scratch.gid(), 2000);
+    assert_eq!(scratch.permissions().mode() & 0o7777, 0o2777);
+    // The adjusted modes are what the next sync expects: nothing is rewritten.
+    let data = vols.get("key").unwrap().host_path.join("..data");
+    let before = fs::read_link(&data).unwrap();
+    env.manager.setup(&p).await.unwrap();
+    assert_eq!(fs::read_link(&data).unwrap(), before);
+    env.manager.teardown("uid-fsgroup").await.unwrap();
+}

@@ -50,8 +50,9 @@ pub fn validate_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes `dir` show exactly `payload`. Returns whether anything changed.
-pub fn write(dir: &Path, payload: &Payload) -> io::Result<bool> {
+/// Makes `dir` show exactly `payload`, its files and directories owned by group `gid`
+/// when given (the pod's fsGroup). Returns whether anything changed.
+pub fn write(dir: &Path, payload: &Payload, gid: Option<u32>) -> io::Result<bool> {
     for path in payload.keys() {
         validate_path(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     }
@@ -70,7 +71,8 @@ pub fn write(dir: &Path, payload: &Payload) -> io::Result<bool> {
     let version = new_version_name(dir);
     let version_dir = dir.join(&version);
     fs::create_dir(&version_dir)?;
-    if let Err(e) = write_files(&version_dir, payload) {
+    if let Err(e) = write_files(&version_dir, payload).and_then(|()| chown_tree(&version_dir, gid))
+    {
         let _ = fs::remove_dir_all(&version_dir);
         return Err(e);
     }
@@ -87,6 +89,23 @@ pub fn write(dir: &Path, payload: &Payload) -> io::Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// Gives `root` and everything below it (not following symlinks) to group `gid`.
+fn chown_tree(root: &Path, gid: Option<u32>) -> io::Result<()> {
+    let Some(gid) = gid else {
+        return Ok(());
+    };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, None, Some(gid))?;
+        if fs::symlink_metadata(&p)?.is_dir() {
+            for entry in fs::read_dir(&p)? {
+                stack.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_files(version_dir: &Path, payload: &Payload) -> io::Result<()> {
@@ -218,7 +237,7 @@ mod tests {
         let mut p = Payload::new();
         p.insert("a".into(), file("one", 0o644));
         p.insert("sub/b".into(), file("two", 0o400));
-        assert!(write(dir.path(), &p).unwrap());
+        assert!(write(dir.path(), &p, None).unwrap());
         assert_eq!(fs::read_to_string(dir.path().join("a")).unwrap(), "one");
         assert_eq!(fs::read_to_string(dir.path().join("sub/b")).unwrap(), "two");
         assert_eq!(
@@ -233,13 +252,13 @@ mod tests {
         let version = fs::read_link(dir.path().join("..data")).unwrap();
 
         // Same payload: nothing is rewritten.
-        assert!(!write(dir.path(), &p).unwrap());
+        assert!(!write(dir.path(), &p, None).unwrap());
         assert_eq!(fs::read_link(dir.path().join("..data")).unwrap(), version);
 
         // A changed payload: new version, old one and dropped keys gone.
         let mut q = Payload::new();
         q.insert("a".into(), file("three", 0o644));
-        assert!(write(dir.path(), &q).unwrap());
+        assert!(write(dir.path(), &q, None).unwrap());
         assert_eq!(fs::read_to_string(dir.path().join("a")).unwrap(), "three");
         assert!(!dir.path().join("sub").exists());
         assert!(!dir.path().join(&version).exists());
@@ -251,6 +270,18 @@ mod tests {
     }
 
     #[test]
+    fn files_belong_to_the_fs_group() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Payload::new();
+        p.insert("sub/key".into(), file("v", 0o440));
+        write(dir.path(), &p, Some(4321)).unwrap();
+        let meta = fs::metadata(dir.path().join("sub/key")).unwrap();
+        assert_eq!(meta.gid(), 4321);
+        assert_eq!(fs::metadata(dir.path().join("sub")).unwrap().gid(), 4321);
+    }
+
+    #[test]
     fn refuses_paths_that_escape() {
         for bad in ["/etc/passwd", "../x", "a/../../x", "..data", ""] {
             assert!(validate_path(bad).is_err(), "{bad}");
@@ -258,6 +289,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Payload::new();
         p.insert("../x".into(), file("no", 0o644));
-        assert!(write(dir.path(), &p).is_err());
+        assert!(write(dir.path(), &p, None).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub fn setup(
     src: &EmptyDirVolumeSource,
     pod: &Pod,
     allocatable: &Allocatable,
+    fs_group: Option<u32>,
 ) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     match src.medium.as_deref().unwrap_or("") {
@@ -31,7 +32,16 @@ pub fn setup(
         }
         other => return Err(format!("unknown storage medium {other:?}")),
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(MODE))
+    // With an fsGroup the directory belongs to it and new files inherit it (setgid).
+    let mode = match fs_group {
+        Some(gid) => {
+            std::os::unix::fs::lchown(dir, None, Some(gid))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
+            MODE | 0o2000
+        }
+        None => MODE,
+    };
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .map_err(|e| format!("chmod {}: {e}", dir.display()))
 }
 

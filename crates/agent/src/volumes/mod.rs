@@ -181,6 +181,7 @@ impl VolumeManager {
     ) -> Result<(ReadyVolume, Option<Instant>), String> {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         atomic::validate_path(&volume.name)?;
+        let fs_group = pod_fs_group(pod);
         let dir = |plugin: &str| base.join(plugin).join(&volume.name);
         let ready = |host_path: PathBuf, read_only: bool| ReadyVolume {
             host_path,
@@ -188,7 +189,7 @@ impl VolumeManager {
         };
         if let Some(src) = &volume.empty_dir {
             let d = dir(plugin::EMPTY_DIR);
-            empty_dir::setup(&d, src, pod, allocatable)?;
+            empty_dir::setup(&d, src, pod, allocatable, fs_group)?;
             return Ok((ready(d, false), None));
         }
         if let Some(src) = &volume.host_path {
@@ -198,13 +199,13 @@ impl VolumeManager {
         if let Some(src) = &volume.config_map {
             let payload = configmap::payload(&self.client, namespace, src).await?;
             let d = dir(plugin::CONFIG_MAP);
-            write(&d, &payload, false)?;
+            write(&d, &payload, false, fs_group)?;
             return Ok((ready(d, true), None));
         }
         if let Some(src) = &volume.secret {
             let payload = secret::payload(&self.client, namespace, src).await?;
             let d = dir(plugin::SECRET);
-            write(&d, &payload, true)?;
+            write(&d, &payload, true, fs_group)?;
             return Ok((ready(d, true), None));
         }
         if let Some(src) = &volume.downward_api {
@@ -215,14 +216,14 @@ impl VolumeManager {
             let items = src.items.as_deref().unwrap_or(&[]);
             let payload = downward::payload(pod, items, default_mode, allocatable)?;
             let d = dir(plugin::DOWNWARD_API);
-            write(&d, &payload, false)?;
+            write(&d, &payload, false, fs_group)?;
             return Ok((ready(d, true), None));
         }
         if let Some(src) = &volume.projected {
             let (payload, refresh) =
                 projected::payload(&self.client, &self.tokens, pod, src, allocatable).await?;
             let d = dir(plugin::PROJECTED);
-            write(&d, &payload, true)?;
+            write(&d, &payload, true, fs_group)?;
             return Ok((ready(d, true), refresh));
         }
         if let Some(src) = &volume.persistent_volume_claim {
@@ -333,6 +334,12 @@ fn teardown_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The pod's fsGroup, if it has a valid one.
+fn pod_fs_group(pod: &Pod) -> Option<u32> {
+    let gid = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(gid).ok()
+}
+
 /// Whether setting up `v` reads the node's allocatable resources (downward API limits,
 /// memory-backed emptyDir sizes).
 fn needs_allocatable(v: &Volume) -> bool {
@@ -346,13 +353,35 @@ fn needs_allocatable(v: &Volume) -> bool {
 }
 
 /// Writes a payload into a volume directory, on a tmpfs when `in_memory`.
-fn write(dir: &Path, payload: &Payload, in_memory: bool) -> Result<(), String> {
+/// With an fsGroup the files belong to that group and are group-readable, as upstream's
+/// volume ownership change does.
+fn write(
+    dir: &Path,
+    payload: &Payload,
+    in_memory: bool,
+    fs_group: Option<u32>,
+) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     if in_memory {
         tmpfs::ensure(dir, None, 0o755)
             .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))?;
     }
-    atomic::write(dir, payload)
+    let adjusted;
+    let payload = match fs_group {
+        None => payload,
+        Some(_) => {
+            adjusted = payload
+                .iter()
+                .map(|(k, f)| {
+                    let mut f = f.clone();
+                    f.mode |= 0o440;
+                    (k.clone(), f)
+                })
+                .collect::<Payload>();
+            &adjusted
+        }
+    };
+    atomic::write(dir, payload, fs_group)
         .map(drop)
         .map_err(|e| format!("writing {}: {e}", dir.display()))
 }

@@ -21,9 +21,11 @@ pub mod network;
 pub mod node;
 pub mod plugins;
 pub mod pod;
+pub mod probe;
 pub mod runtime;
 pub mod staticpods;
 pub mod sysinfo;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;

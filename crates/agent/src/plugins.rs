@@ -46,3 +46,60 @@ pub struct Plugins {
     pub volumes: Option<Arc<dyn Volumes>>,
     pub probes: Option<ProbeFactory>,
 }
+
+impl Plugins {
+    /// The agent's own volume and probe managers.
+    pub fn standard(agent_dir: std::path::PathBuf, client: kube::Client) -> Self {
+        Self {
+            volumes: Some(Arc::new(crate::volumes::VolumeManager::new(
+                agent_dir, client,
+            ))),
+            probes: Some(Arc::new(|cri, wake| {
+                Arc::new(crate::probe::ProbeManager::new(cri, wake)) as Arc<dyn Probes>
+            })),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Volumes for crate::volumes::VolumeManager {
+    async fn setup(&self, pod: &Pod) -> Result<Arc<dyn PodMounts>, String> {
+        crate::volumes::VolumeManager::setup(self, pod)
+            .await
+            .map(|v| Arc::new(v) as Arc<dyn PodMounts>)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn teardown(&self, pod_uid: &str) {
+        if let Err(err) = crate::volumes::VolumeManager::teardown(self, pod_uid).await {
+            tracing::warn!(%err, pod_uid, "tearing down volumes failed");
+        }
+    }
+}
+
+impl PodMounts for crate::volumes::PodVolumes {
+    fn mounts(&self, container: &Container) -> Result<Vec<cri::Mount>, String> {
+        crate::volumes::PodVolumes::mounts(self, container).map_err(|e| e.to_string())
+    }
+}
+
+impl Probes for crate::probe::ProbeManager {
+    fn add(&self, pod: &Pod, container: &Container, container_id: &str, pod_ip: Option<String>) {
+        crate::probe::ProbeManager::add(self, pod, container, container_id, pod_ip)
+    }
+    fn remove_container(&self, container_id: &str) {
+        crate::probe::ProbeManager::remove_container(self, container_id)
+    }
+    fn remove_pod(&self, pod_uid: &str) {
+        crate::probe::ProbeManager::remove_pod(self, pod_uid)
+    }
+    fn readiness(&self, container_id: &str) -> Option<bool> {
+        crate::probe::ProbeManager::readiness(self, container_id)
+    }
+    fn started(&self, container_id: &str) -> bool {
+        crate::probe::ProbeManager::started(self, container_id)
+    }
+    fn liveness_failed(&self, container_id: &str) -> bool {
+        crate::probe::ProbeManager::liveness_failed(self, container_id)
+    }
+}

@@ -102,7 +102,8 @@ pub async fn run(
     let mut config = args.config(agent_dir.to_path_buf(), cluster_domain, &endpoint)?;
     config.cni_conf_dir = cni_conf_dir;
     tracing::info!(node = %config.node_name, ip = %config.node_ip, runtime = %endpoint, "starting the node agent");
-    let result = skiff_agent::run(client, config, skiff_agent::Plugins::default(), shutdown).await;
+    let plugins = skiff_agent::Plugins::standard(config.agent_dir.clone(), client.clone());
+    let result = skiff_agent::run(client, config, plugins, shutdown).await;
     containerd.stop().await;
     result.context("node agent")
 }

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod auth;
 mod bootstrap;
+mod crd;
 mod discovery;
 mod handlers;
 mod http;
@@ -119,12 +120,31 @@ pub struct App {
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// Custom resources served from CRDs (consulted after the static resource table).
+    pub crds: crd::Registry,
 }
 
 impl App {
     /// Whether `/readyz` is ok: the watch cache is filled and the bootstrap objects exist.
     pub fn is_ready(&self) -> bool {
         self.cache.is_ready() && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The resource served at `group/version` `plural`: built-in, else from a CRD.
+    pub fn resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static resources::ResourceDef> {
+        resources::find(group, version, plural).or_else(|| self.crds.find(group, version, plural))
+    }
+
+    /// Every served resource: the built-in table, then the custom resources.
+    pub fn resources(&self) -> Vec<&'static resources::ResourceDef> {
+        let mut all: Vec<&'static resources::ResourceDef> = resources::RESOURCES.iter().collect();
+        all.extend(self.crds.all());
+        all
     }
 }
 
@@ -221,6 +241,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
+        crds: crd::Registry::default(),
     });
     tokio::spawn(cache.run());
     // As kube-apiserver does: keep five minutes of history for watches and old reads.
@@ -229,6 +250,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         std::time::Duration::from_secs(300),
     );
     tokio::spawn(bootstrap::run(app.clone()));
+    tokio::spawn(crd::controller::run(app.clone()));
     let tls = server::tls_config(&pki)?;
     tokio::spawn(server::serve(listener, tls, router::router(app.clone())));
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, %address, "API server listening");

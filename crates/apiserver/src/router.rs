@@ -185,9 +185,12 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         }
         // Large, pre-serialized documents: sent as bytes, not through a Value.
         ["openapi", "v2"] => return openapi::respond(openapi::v2(accept)),
-        ["openapi", "v3"] => return openapi::respond(openapi::v3_index()),
+        ["openapi", "v3"] => {
+            return openapi::respond(Some(&openapi::v3_index_with(&app.crds.all())))
+        }
         ["openapi", "v3", rest @ ..] => {
-            return openapi::respond(openapi::v3_group_version(&rest.join("/")))
+            let path = rest.join("/");
+            return openapi::respond(openapi::v3_document_with(&path, &app.crds.all()).as_ref());
         }
         _ => None,
     };

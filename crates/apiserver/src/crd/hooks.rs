@@ -116,4 +116,8 @@ impl Hooks for CustomHooks {
     fn scale_paths(&self) -> ScalePaths {
         self.scale.clone().unwrap_or_default()
     }
+
+    fn openapi_schema(&self) -> Option<&Value> {
+        Some(&self.schema)
+    }
 }

@@ -111,6 +111,12 @@ impl ResourceDef {
         }
     }
 
+    /// Whether this resource comes from a CustomResourceDefinition (those are stored
+    /// under their group).
+    pub fn is_custom(&self) -> bool {
+        self.storage_resource != self.plural
+    }
+
     /// The store prefix of every object of this resource.
     pub fn storage_prefix(&self) -> String {
         format!("/registry/{}/", self.storage_resource)

@@ -211,6 +211,12 @@ pub trait Hooks: Send + Sync {
     fn scale_paths(&self) -> ScalePaths {
         ScalePaths::default()
     }
+
+    /// The kind's OpenAPI v3 schema when it comes from a CRD (built-in kinds' come from
+    /// k8s-openapi).
+    fn openapi_schema(&self) -> Option<&Value> {
+        None
+    }
 }
 
 /// Hooks for resources with nothing special.

@@ -186,7 +186,8 @@ pub fn definitions(crd: &Value, terminating: bool) -> Vec<ResourceDef> {
             let to_storage = storage_api_version.clone();
             let read_schema = schema.clone();
             // Conversion strategy None: only apiVersion changes between versions. Every
-            // version converts, so objects read from storage get their defaults too.
+            // version converts, so objects read from storage are pruned to this version's
+            // schema and get its defaults, as upstream reads custom resources.
             let conversion = Conversion::new(
                 move |mut obj| {
                     obj["apiVersion"] = json!(to_storage);
@@ -194,6 +195,7 @@ pub fn definitions(crd: &Value, terminating: bool) -> Vec<ResourceDef> {
                 },
                 move |mut obj| {
                     obj["apiVersion"] = json!(this_api_version);
+                    schema::prune(&read_schema, &mut obj, &mut Vec::new());
                     schema::default(&read_schema, &mut obj);
                     obj
                 },

@@ -77,10 +77,18 @@ fn document(defs: &[&ResourceDef]) -> Served {
         components.insert(format!("{name}List"), list_schema(def, name));
     }
     schemas::into_v3(&mut components);
+    let mut paths = paths::paths_named(Form::V3, &named);
+    // No strategic merge for custom resources (upstream refuses it with 415): kubectl
+    // reads the PATCH operation's media types to choose a JSON merge patch instead.
+    for item in paths.values_mut() {
+        if let Some(Value::Object(content)) = item.pointer_mut("/patch/requestBody/content") {
+            content.remove("application/strategic-merge-patch+json");
+        }
+    }
     let doc = json!({
         "openapi": "3.0.0",
         "info": info(),
-        "paths": paths::paths_named(Form::V3, &named),
+        "paths": paths,
         "components": {"schemas": components, "securitySchemes": security_scheme()},
         "security": [{"BearerToken": []}],
     });

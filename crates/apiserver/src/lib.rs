@@ -127,7 +127,9 @@ pub struct App {
 impl App {
     /// Whether `/readyz` is ok: the watch cache is filled and the bootstrap objects exist.
     pub fn is_ready(&self) -> bool {
-        self.cache.is_ready() && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+        self.cache.is_ready()
+            && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+            && self.crds.is_synced()
     }
 
     /// The resource served at `group/version` `plural`: built-in, else from a CRD.

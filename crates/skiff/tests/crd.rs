@@ -486,3 +486,75 @@ fn conflicting_names_are_not_accepted() {
     assert_eq!(established["reason"], "NotAccepted");
     server.fails(&["get", "--raw", "/apis/example.com/v1/gizmos"]);
 }
+
+#[test]
+fn custom_resources_are_served_right_after_a_restart() {
+    let mut server = Server::start();
+    install(&server);
+    server.ok_stdin(&["create", "-f", "-"], &widget("w1", "  size: small\n"));
+    // Ready means the CRDs are served again: the first request after it finds them.
+    server.restart();
+    let w1 = server.get_json(&["get", "widget", "w1"]);
+    assert_eq!(w1["spec"]["size"], "small");
+    assert_eq!(w1["spec"]["replicas"], 1);
+}
+
+#[test]
+fn cluster_scoped_custom_resources() {
+    let server = Server::start();
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: regions.geo.example.com\nspec:\n  group: geo.example.com\n  scope: Cluster\n  names: {plural: regions, singular: region, kind: Region, shortNames: [rg]}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec: {type: object, properties: {zones: {type: integer, default: 3}}}\n";
+    server.ok_stdin(&["create", "-f", "-"], crd);
+    eventually(Duration::from_secs(1), "the CRD to be established", || {
+        let crd = server.get_json(&["get", "crd", "regions.geo.example.com"]);
+        condition(&crd, "Established").is_some_and(|c| c["status"] == "True")
+    });
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: geo.example.com/v1\nkind: Region\nmetadata:\n  name: north\nspec: {}\n",
+    );
+    let north = server.get_json(&["get", "rg", "north"]);
+    assert!(north["metadata"].get("namespace").is_none(), "{north}");
+    assert_eq!(north["spec"]["zones"], 3);
+    let out = server.ok(&["get", "regions"]);
+    assert!(
+        out.starts_with("NAME") && out.contains("AGE") && out.contains("north"),
+        "{out}"
+    );
+    server.fails(&[
+        "get",
+        "--raw",
+        "/apis/geo.example.com/v1/namespaces/default/regions",
+    ]);
+    server.ok(&["delete", "region", "north"]);
+    assert!(server.get_json(&["get", "regions"])["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn garbage_collector_deletes_dependents_of_custom_resources() {
+    let server = Server::start();
+    install(&server);
+    server.ok_stdin(&["create", "-f", "-"], &widget("owner", "  size: small\n"));
+    let uid = server.get_json(&["get", "widget", "owner"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: child\n  ownerReferences:\n  - apiVersion: example.com/v1\n    kind: Widget\n    name: owner\n    uid: {uid}\n"),
+    );
+    server.ok(&["delete", "widget", "owner"]);
+    // The collector learns of the new type at its next discovery (every 30 s).
+    eventually(
+        Duration::from_secs(90),
+        "the dependent to be collected",
+        || {
+            !server
+                .kubectl(&["get", "configmap", "child"])
+                .status
+                .success()
+        },
+    );
+}

@@ -49,6 +49,7 @@ pub async fn run(app: Arc<App>) {
         for event in std::mem::take(&mut sub.initial) {
             handle(&app, &cleaning, event.kind, event.object.value()).await;
         }
+        app.crds.mark_synced();
         loop {
             match sub.live.recv().await {
                 Ok(event) if event.rv <= sub.revision => {}

@@ -236,6 +236,10 @@ struct Entry {
 #[derive(Default)]
 pub struct Registry {
     entries: RwLock<BTreeMap<String, Entry>>,
+    /// The controller has served every CRD that existed at start (upstream's
+    /// `crd-informer-synced` readiness check): until then `/readyz` fails, so clients
+    /// resuming after a restart do not meet 404s for resources that exist.
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl Registry {
@@ -295,9 +299,12 @@ impl Registry {
         entries.remove(crd_name);
     }
 
-    /// Whether a CRD's resources are served.
-    pub fn serves(&self, crd_name: &str) -> bool {
-        self.read().contains_key(crd_name)
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn mark_synced(&self) {
+        self.synced.store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

@@ -558,3 +558,34 @@ fn garbage_collector_deletes_dependents_of_custom_resources() {
         },
     );
 }
+
+#[test]
+fn crd_changes_take_effect_at_once() {
+    let server = Server::start();
+    install(&server);
+    // A new enum value and a new printer column, through a JSON patch of the CRD.
+    server.ok(&[
+        "patch", "crd", "widgets.example.com", "--type=json", "-p",
+        r#"[{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/size/enum/-","value":"medium"},
+            {"op":"add","path":"/spec/versions/0/additionalPrinterColumns/0","value":{"name":"Color","type":"string","jsonPath":".spec.color"}}]"#,
+    ]);
+    server.ok_stdin(&["create", "-f", "-"], &widget("m", "  size: medium\n"));
+    let header = server.ok(&["get", "widgets"]);
+    assert!(header.starts_with("NAME   COLOR"), "{header}");
+    assert!(header.contains("blue"), "{header}");
+    // The version objects are stored in cannot be dropped.
+    let err = server.fails(&[
+        "patch",
+        "crd",
+        "widgets.example.com",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/versions/0/name","value":"v2"}]"#,
+    ]);
+    assert!(
+        err.contains(
+            "status.storedVersions[0]: Invalid value: \"v1\": must appear in spec.versions"
+        ),
+        "{err}"
+    );
+}

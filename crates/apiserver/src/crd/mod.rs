@@ -304,7 +304,8 @@ impl Registry {
     }
 
     pub fn mark_synced(&self) {
-        self.synced.store(true, std::sync::atomic::Ordering::Release);
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 }
 

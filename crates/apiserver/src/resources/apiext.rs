@@ -180,6 +180,17 @@ impl Hooks for CustomResourceDefinitions {
                 "must have exactly one version marked as storage version",
             ));
         }
+        // Objects may still be stored in any version ever stored: it must stay listed.
+        for (i, stored) in array_at(obj, "/status/storedVersions").iter().enumerate() {
+            let stored = stored.as_str().unwrap_or("");
+            if !versions.iter().any(|v| str_at(v, "/name") == stored) {
+                errs.push(FieldError::invalid(
+                    format!("status.storedVersions[{i}]"),
+                    &json!(stored),
+                    "must appear in spec.versions",
+                ));
+            }
+        }
         let names = spec.get("names").unwrap_or(&Value::Null);
         for field in ["plural", "singular", "kind", "listKind"] {
             if str_at(names, &format!("/{field}")).is_empty() {

@@ -358,6 +358,14 @@ impl WatchCache {
         Some(cache.clone())
     }
 
+    /// Ends the watches of a custom resource whose CRD is gone (as upstream does): a new
+    /// event channel closes the old one, and clients that re-watch get a 404.
+    pub fn end_custom_watches(&self, segment: &str) {
+        if let Some(cache) = self.custom_read().get(segment) {
+            cache.write().events = broadcast::channel(WATCHER_BUFFER).0;
+        }
+    }
+
     fn custom_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ResourceCache>>> {
         self.custom.read().unwrap_or_else(|p| p.into_inner())
     }

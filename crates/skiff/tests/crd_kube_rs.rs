@@ -191,3 +191,38 @@ async fn watcher_and_reflector_follow_custom_resources() {
     }
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_end_when_the_crd_is_deleted() {
+    let server = tokio::task::block_in_place(Server::start);
+    let client = server.kube().await;
+    install(&client).await;
+    let gadgets: Api<Gadget> = Api::namespaced(client.clone(), "default");
+    gadgets
+        .create(&PostParams::default(), &gadget("g", 1))
+        .await
+        .expect("create");
+    let mut events = gadgets
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.delete("gadgets.kube-rs.example.com", &DeleteParams::default())
+        .await
+        .expect("delete CRD");
+    // The object's deletion arrives, then the stream ends (instead of hanging forever).
+    let mut deleted = false;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            if let Ok(kube::api::WatchEvent::Deleted(g)) = event {
+                deleted |= g.name_any() == "g";
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch did not end");
+    assert!(deleted, "the object's deletion was not seen");
+    let gone = gadgets.list(&ListParams::default()).await.expect_err("404");
+    assert!(matches!(gone, kube::Error::Api(s) if s.code == 404));
+}

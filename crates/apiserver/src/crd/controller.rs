@@ -83,6 +83,9 @@ async fn handle(
     let name = meta::name(&crd).to_string();
     if kind == EventType::Deleted {
         app.crds.remove(&name);
+        if let Some((plural, group)) = name.split_once('.') {
+            app.cache.end_custom_watches(&format!("{group}/{plural}"));
+        }
         return;
     }
     if meta::deletion_timestamp(&crd).is_some() {

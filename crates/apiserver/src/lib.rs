@@ -1,9 +1,12 @@
 //! Skiff's Kubernetes API server: the only component that touches the store. HTTPS REST
-//! and watch for every built-in resource, discovery, tables for kubectl, JSON/merge/
+//! and watch for every built-in resource and for custom resources defined by
+//! CustomResourceDefinitions (`crd`), discovery, tables for kubectl, JSON/merge/
 //! strategic patches, client-certificate and token authentication, a pluggable
 //! authorizer, namespace-lifecycle admission, and a watch cache fed by one store watch.
 //!
-//! What it is not: it runs no control loops (those are clients of it, in other crates).
+//! What it is not: it runs no workload control loops (those are clients of it, in other
+//! crates); the only loop inside is the CRD controller, which decides what the server
+//! itself serves.
 
 pub mod admission;
 pub mod auth;

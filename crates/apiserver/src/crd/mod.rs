@@ -227,6 +227,70 @@ pub fn definitions(crd: &Value, terminating: bool) -> Vec<ResourceDef> {
         .collect()
 }
 
+/// Checks of a CRD version beyond its schema: printer column paths and scale paths.
+pub fn validate_version_extras(version: &Value, path: &str) -> skiff_api::FieldErrors {
+    use skiff_api::FieldError;
+    let mut errs = skiff_api::FieldErrors::default();
+    let columns = version
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array);
+    for (i, c) in columns.into_iter().flatten().enumerate() {
+        let p = format!("{path}.additionalPrinterColumns[{i}]");
+        let json_path = str_of(c, "/jsonPath");
+        if json_path.is_empty() {
+            errs.push(FieldError::required(format!("{p}.jsonPath"), ""));
+        } else if !json_path.starts_with('.') || columns::parse_path(json_path).is_none() {
+            errs.push(FieldError::invalid(
+                format!("{p}.jsonPath"),
+                &json!(json_path),
+                "must be a simple json path starting with .",
+            ));
+        }
+        const TYPES: &[&str] = &["integer", "number", "string", "boolean", "date"];
+        let ty = str_of(c, "/type");
+        if !TYPES.contains(&ty) {
+            errs.push(FieldError::not_supported(
+                format!("{p}.type"),
+                &json!(ty),
+                TYPES,
+            ));
+        }
+    }
+    if let Some(scale) = version
+        .pointer("/subresources/scale")
+        .filter(|s| s.is_object())
+    {
+        let p = format!("{path}.subresources.scale");
+        for (field, under) in [
+            ("specReplicasPath", ".spec"),
+            ("statusReplicasPath", ".status"),
+        ] {
+            let value = str_of(scale, &format!("/{field}"));
+            if value.is_empty() {
+                errs.push(FieldError::required(format!("{p}.{field}"), ""));
+            } else if !value.starts_with(&format!("{under}.")) {
+                errs.push(FieldError::invalid(
+                    format!("{p}.{field}"),
+                    &json!(value),
+                    format!("should be a json path under {under}"),
+                ));
+            }
+        }
+        let selector = str_of(scale, "/labelSelectorPath");
+        if !selector.is_empty()
+            && !selector.starts_with(".spec.")
+            && !selector.starts_with(".status.")
+        {
+            errs.push(FieldError::invalid(
+                format!("{p}.labelSelectorPath"),
+                &json!(selector),
+                "should be a json path under either .spec or .status",
+            ));
+        }
+    }
+    errs
+}
+
 struct Entry {
     fingerprint: String,
     defs: Vec<&'static ResourceDef>,
@@ -340,6 +404,24 @@ mod tests {
         assert_eq!(stored["apiVersion"], "example.com/v1");
         let read = v1.from_storage(json!({"apiVersion": "example.com/v1", "spec": {}}));
         assert_eq!(read["spec"]["size"], 2);
+    }
+
+    #[test]
+    fn printer_columns_and_scale_paths_are_checked() {
+        let v = json!({"name": "v1",
+            "additionalPrinterColumns": [{"name": "A", "type": "string", "jsonPath": "spec.a"},
+                                         {"name": "B", "type": "text", "jsonPath": ".spec.b"}],
+            "subresources": {"scale": {"specReplicasPath": ".status.n", "statusReplicasPath": ".status.n", "labelSelectorPath": ".metadata.x"}}});
+        let errs = validate_version_extras(&v, "spec.versions[0]").to_string();
+        for want in [
+            "spec.versions[0].additionalPrinterColumns[0].jsonPath: Invalid value: \"spec.a\": must be a simple json path starting with .",
+            "spec.versions[0].additionalPrinterColumns[1].type: Unsupported value: \"text\"",
+            "spec.versions[0].subresources.scale.specReplicasPath: Invalid value: \".status.n\": should be a json path under .spec",
+            "spec.versions[0].subresources.scale.labelSelectorPath: Invalid value: \".metadata.x\": should be a json path under either .spec or .status",
+        ] {
+            assert!(errs.contains(want), "{want}\n not in {errs}");
+        }
+        assert!(validate_version_extras(&crd()["spec"]["versions"][1], "v").is_empty());
     }
 
     #[test]

@@ -143,6 +143,7 @@ impl Hooks for CustomResourceDefinitions {
             if name.is_empty() {
                 errs.push(FieldError::required(format!("{p}.name"), ""));
             }
+            errs.extend(crate::crd::validate_version_extras(v, &p));
             dns1035_check(&format!("{p}.name"), name, name, "", &mut errs);
             match v.pointer("/schema/openAPIV3Schema") {
                 None | Some(Value::Null) => errs.push(FieldError::required(

@@ -1,10 +1,23 @@
 //! Discovery: `/api`, `/apis`, per group/version resource lists, and aggregated discovery
 //! (apidiscovery.k8s.io/v2), which kubectl asks for first to learn everything in two
-//! requests.
+//! requests. Each takes the served resources (`App::resources`: built-in and custom).
 
 use serde_json::{json, Value};
 
-use crate::resources::{self, ResourceDef, RESOURCES};
+use crate::resources::ResourceDef;
+
+type Defs<'a> = &'a [&'static ResourceDef];
+
+/// Group/versions of `defs`, in order of first appearance (core first, preferred first).
+fn group_versions(defs: Defs) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in defs {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
 
 const VERBS: &[&str] = &[
     "create",
@@ -51,9 +64,9 @@ pub fn core_versions(server_address: &str) -> Value {
     })
 }
 
-fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+fn groups(defs: Defs) -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for (g, v) in resources::group_versions() {
+    for (g, v) in group_versions(defs) {
         if g.is_empty() {
             continue;
         }
@@ -66,8 +79,8 @@ fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
 }
 
 /// `/apis`
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = groups()
+pub fn group_list(defs: Defs) -> Value {
+    let groups: Vec<Value> = groups(defs)
         .into_iter()
         .map(|(g, versions)| {
             let vs: Vec<Value> = versions
@@ -81,8 +94,8 @@ pub fn group_list() -> Value {
 }
 
 /// `/apis/<group>`
-pub fn group(name: &str) -> Option<Value> {
-    let (g, versions) = groups().into_iter().find(|(g, _)| *g == name)?;
+pub fn group(defs: Defs, name: &str) -> Option<Value> {
+    let (g, versions) = groups(defs).into_iter().find(|(g, _)| *g == name)?;
     let vs: Vec<Value> = versions
         .iter()
         .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
@@ -93,9 +106,10 @@ pub fn group(name: &str) -> Option<Value> {
 }
 
 /// `/api/v1`, `/apis/<group>/<version>`
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let defs: Vec<&ResourceDef> = RESOURCES
+pub fn resource_list(all: Defs, group: &str, version: &str) -> Option<Value> {
+    let defs: Vec<&ResourceDef> = all
         .iter()
+        .copied()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if defs.is_empty() {
@@ -158,16 +172,16 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
 }
 
 /// The aggregated document: for `/api` the core group only, for `/apis` every other group.
-pub fn aggregated(core: bool) -> Value {
+pub fn aggregated(defs: Defs, core: bool) -> Value {
     let mut items = Vec::new();
     let mut names: Vec<&str> = if core {
         vec![""]
     } else {
-        groups().into_iter().map(|(g, _)| g).collect()
+        groups(defs).into_iter().map(|(g, _)| g).collect()
     };
     names.dedup();
     for g in names {
-        let versions: Vec<&str> = resources::group_versions()
+        let versions: Vec<&str> = group_versions(defs)
             .into_iter()
             .filter(|(gg, _)| *gg == g)
             .map(|(_, v)| v)
@@ -175,10 +189,10 @@ pub fn aggregated(core: bool) -> Value {
         let vs: Vec<Value> = versions
             .iter()
             .map(|v| {
-                let res: Vec<Value> = RESOURCES
+                let res: Vec<Value> = defs
                     .iter()
                     .filter(|r| r.group == g && r.version == *v)
-                    .map(aggregated_resource)
+                    .map(|r| aggregated_resource(r))
                     .collect();
                 json!({"version": v, "resources": res, "freshness": "Current"})
             })
@@ -222,9 +236,13 @@ pub fn version() -> Value {
 mod tests {
     use super::*;
 
+    fn builtin() -> Vec<&'static ResourceDef> {
+        crate::resources::RESOURCES.iter().collect()
+    }
+
     #[test]
     fn core_list_has_pods_with_subresources_and_short_names() {
-        let list = resource_list("", "v1").unwrap();
+        let list = resource_list(&builtin(), "", "v1").unwrap();
         let res = list["resources"].as_array().unwrap();
         let pods = res.iter().find(|r| r["name"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
@@ -237,15 +255,15 @@ mod tests {
             .find(|r| r["name"] == "replicationcontrollers/scale")
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
-        assert!(resource_list("nope", "v1").is_none());
+        assert!(resource_list(&builtin(), "nope", "v1").is_none());
     }
 
     #[test]
     fn aggregated_documents_split_core_from_groups() {
-        let core = aggregated(true);
+        let core = aggregated(&builtin(), true);
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
-        let apis = aggregated(false);
+        let apis = aggregated(&builtin(), false);
         let names: Vec<&str> = apis["items"]
             .as_array()
             .unwrap()

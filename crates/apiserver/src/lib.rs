@@ -1,14 +1,18 @@
 //! Skiff's Kubernetes API server: the only component that touches the store. HTTPS REST
-//! and watch for every built-in resource, discovery, tables for kubectl, JSON/merge/
+//! and watch for every built-in resource and for custom resources defined by
+//! CustomResourceDefinitions (`crd`), discovery, tables for kubectl, JSON/merge/
 //! strategic patches, client-certificate and token authentication, a pluggable
 //! authorizer, namespace-lifecycle admission, and a watch cache fed by one store watch.
 //!
-//! What it is not: it runs no control loops (those are clients of it, in other crates).
+//! What it is not: it runs no workload control loops (those are clients of it, in other
+//! crates); the only loop inside is the CRD controller, which decides what the server
+//! itself serves.
 
 pub mod admission;
 pub mod audit;
 pub mod auth;
 mod bootstrap;
+mod crd;
 mod discovery;
 pub mod encryption;
 mod handlers;
@@ -130,12 +134,33 @@ pub struct App {
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// Custom resources served from CRDs (consulted after the static resource table).
+    pub crds: crd::Registry,
 }
 
 impl App {
     /// Whether `/readyz` is ok: the watch cache is filled and the bootstrap objects exist.
     pub fn is_ready(&self) -> bool {
-        self.cache.is_ready() && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+        self.cache.is_ready()
+            && self.bootstrapped.load(std::sync::atomic::Ordering::Acquire)
+            && self.crds.is_synced()
+    }
+
+    /// The resource served at `group/version` `plural`: built-in, else from a CRD.
+    pub fn resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static resources::ResourceDef> {
+        resources::find(group, version, plural).or_else(|| self.crds.find(group, version, plural))
+    }
+
+    /// Every served resource: the built-in table, then the custom resources.
+    pub fn resources(&self) -> Vec<&'static resources::ResourceDef> {
+        let mut all: Vec<&'static resources::ResourceDef> = resources::RESOURCES.iter().collect();
+        all.extend(self.crds.all());
+        all
     }
 }
 
@@ -260,6 +285,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
+        crds: crd::Registry::default(),
     });
     tokio::spawn(cache.run());
     // As kube-apiserver does: keep five minutes of history for watches and old reads.
@@ -268,6 +294,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         std::time::Duration::from_secs(300),
     );
     tokio::spawn(bootstrap::run(app.clone()));
+    tokio::spawn(crd::controller::run(app.clone()));
     let tls = server::tls_config(&pki)?;
     tokio::spawn(server::serve(listener, tls, router::router(app.clone())));
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, %address, "API server listening");

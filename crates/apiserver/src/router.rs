@@ -156,6 +156,7 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let aggregated = discovery::wants_aggregated(accept);
+    let defs = app.resources();
     let segments: Vec<&str> = path
         .trim_matches('/')
         .split('/')
@@ -173,7 +174,7 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         }
         ["api"] => Some(match aggregated {
             Some(v) => (
-                discovery::aggregated(true),
+                discovery::aggregated(&defs, true),
                 format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
             ),
             None => (
@@ -183,23 +184,26 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         }),
         ["apis"] => Some(match aggregated {
             Some(v) => (
-                discovery::aggregated(false),
+                discovery::aggregated(&defs, false),
                 format!("application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"),
             ),
-            None => (discovery::group_list(), "application/json".into()),
+            None => (discovery::group_list(&defs), "application/json".into()),
         }),
         ["api", version] => {
-            discovery::resource_list("", version).map(|d| (d, "application/json".into()))
+            discovery::resource_list(&defs, "", version).map(|d| (d, "application/json".into()))
         }
-        ["apis", group] => discovery::group(group).map(|d| (d, "application/json".into())),
+        ["apis", group] => discovery::group(&defs, group).map(|d| (d, "application/json".into())),
         ["apis", group, version] => {
-            discovery::resource_list(group, version).map(|d| (d, "application/json".into()))
+            discovery::resource_list(&defs, group, version).map(|d| (d, "application/json".into()))
         }
         // Large, pre-serialized documents: sent as bytes, not through a Value.
         ["openapi", "v2"] => return openapi::respond(openapi::v2(accept)),
-        ["openapi", "v3"] => return openapi::respond(openapi::v3_index()),
+        ["openapi", "v3"] => {
+            return openapi::respond(Some(&openapi::v3_index_with(&app.crds.all())))
+        }
         ["openapi", "v3", rest @ ..] => {
-            return openapi::respond(openapi::v3_group_version(&rest.join("/")))
+            let path = rest.join("/");
+            return openapi::respond(openapi::v3_document_with(&path, &app.crds.all()).as_ref());
         }
         _ => None,
     };

@@ -17,7 +17,7 @@ use crate::resources::ResourceDef;
 
 pub fn object_key(def: &ResourceDef, namespace: &str, name: &str) -> String {
     let ns = (def.namespaced && !namespace.is_empty()).then_some(namespace);
-    skiff_store::keys::object_key(def.plural, ns, name)
+    skiff_store::keys::object_key(def.storage_resource, ns, name)
 }
 
 /// Maps store failures to API errors a client can act on.

@@ -133,6 +133,8 @@ struct State {
 
 pub struct ResourceCache {
     pub def: &'static ResourceDef,
+    /// The store prefix of its objects (`/registry/pods/`, `/registry/<group>/<plural>/`).
+    prefix: String,
     state: RwLock<State>,
 }
 
@@ -145,14 +147,15 @@ pub struct Subscription {
 }
 
 impl ResourceCache {
-    fn new(def: &'static ResourceDef) -> Self {
+    fn new(def: &'static ResourceDef, prefix: String, revision: i64) -> Self {
         Self {
             def,
+            prefix,
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
-                history_floor: 0,
-                revision: 0,
+                history_floor: revision,
+                revision,
                 events: broadcast::channel(WATCHER_BUFFER).0,
             }),
         }
@@ -170,8 +173,8 @@ impl ResourceCache {
     pub fn list(&self, filter: &Filter) -> (Vec<Arc<CachedObject>>, i64) {
         let state = self.read();
         let prefix = match (self.def.namespaced, filter.namespace.is_empty()) {
-            (true, false) => format!("{}{}/", self.def.storage_prefix(), filter.namespace),
-            _ => self.def.storage_prefix(),
+            (true, false) => format!("{}{}/", self.prefix, filter.namespace),
+            _ => self.prefix.clone(),
         };
         let objects = state
             .objects
@@ -296,6 +299,10 @@ impl ResourceCache {
 pub struct WatchCache {
     store: Arc<dyn Store>,
     caches: HashMap<&'static str, Arc<ResourceCache>>,
+    /// Custom resources' caches by `<group>/<plural>`: made when the first key under such
+    /// a prefix is seen (or a served CRD asks), so they never miss an object whatever the
+    /// order in which a CRD and its objects arrive.
+    custom: RwLock<HashMap<String, Arc<ResourceCache>>>,
     revision: watch::Sender<i64>,
     ready: watch::Sender<bool>,
 }
@@ -308,18 +315,65 @@ impl WatchCache {
         let caches = resources::RESOURCES
             .iter()
             .filter(|def| def.conversion.is_none())
-            .map(|def| (def.plural, Arc::new(ResourceCache::new(def))))
+            .map(|def| {
+                let cache = ResourceCache::new(def, def.storage_prefix(), 0);
+                (def.storage_resource, Arc::new(cache))
+            })
             .collect();
         Arc::new(Self {
             store,
             caches,
+            custom: RwLock::new(HashMap::new()),
             revision: watch::channel(0).0,
             ready: watch::channel(false).0,
         })
     }
 
-    pub fn resource(&self, def: &ResourceDef) -> Option<&Arc<ResourceCache>> {
-        self.caches.get(def.plural)
+    pub fn resource(&self, def: &ResourceDef) -> Option<Arc<ResourceCache>> {
+        match self.caches.get(def.storage_resource) {
+            Some(cache) => Some(cache.clone()),
+            None => self.custom_cache(def.storage_resource),
+        }
+    }
+
+    /// The cache of a custom resource's segment (`<group>/<plural>`), made if missing.
+    fn custom_cache(&self, segment: &str) -> Option<Arc<ResourceCache>> {
+        // Only a custom resource's segment: a group (it has a dot) and a plural.
+        let (group, plural) = segment.split_once('/')?;
+        if !group.contains('.') || plural.is_empty() || plural.contains('/') {
+            return None;
+        }
+        if let Some(c) = self.custom_read().get(segment) {
+            return Some(c.clone());
+        }
+        let mut custom = self.custom.write().unwrap_or_else(|p| p.into_inner());
+        let cache = custom.entry(segment.to_string()).or_insert_with(|| {
+            let prefix = format!("/registry/{segment}/");
+            Arc::new(ResourceCache::new(
+                crate::crd::cache_def(),
+                prefix,
+                self.revision(),
+            ))
+        });
+        Some(cache.clone())
+    }
+
+    /// Ends the watches of a custom resource whose CRD is gone (as upstream does): a new
+    /// event channel closes the old one, and clients that re-watch get a 404.
+    pub fn end_custom_watches(&self, segment: &str) {
+        if let Some(cache) = self.custom_read().get(segment) {
+            cache.write().events = broadcast::channel(WATCHER_BUFFER).0;
+        }
+    }
+
+    fn custom_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<ResourceCache>>> {
+        self.custom.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn all_caches(&self) -> Vec<Arc<ResourceCache>> {
+        let mut all: Vec<Arc<ResourceCache>> = self.caches.values().cloned().collect();
+        all.extend(self.custom_read().values().cloned());
+        all
     }
 
     /// The last store revision applied to every cache.
@@ -373,7 +427,7 @@ impl WatchCache {
 
     async fn list_and_watch(&self) -> Result<(), skiff_store::StoreError> {
         let revision = self.store.current_revision().await?;
-        let mut fresh: HashMap<&'static str, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
+        let mut fresh: HashMap<String, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
         let mut start = b"/registry/".to_vec();
         let end = skiff_store::keys::prefix_end(b"/registry/");
         loop {
@@ -393,7 +447,10 @@ impl WatchCache {
                             &value,
                             kv.mod_revision,
                         ));
-                        fresh.entry(cache.def.plural).or_default().insert(key, obj);
+                        fresh
+                            .entry(cache.prefix.clone())
+                            .or_default()
+                            .insert(key, obj);
                     }
                 }
             }
@@ -402,8 +459,8 @@ impl WatchCache {
                 _ => break,
             }
         }
-        for (plural, cache) in &self.caches {
-            cache.reset(fresh.remove(plural).unwrap_or_default(), revision);
+        for cache in self.all_caches() {
+            cache.reset(fresh.remove(&cache.prefix).unwrap_or_default(), revision);
         }
         self.revision.send_replace(revision);
         self.ready.send_replace(true);
@@ -436,7 +493,7 @@ impl WatchCache {
             }
             // Advance only after the whole batch: a transaction's events arrive together.
             if let Some(rv) = last {
-                for cache in self.caches.values() {
+                for cache in self.all_caches() {
                     cache.advance(rv);
                 }
                 self.revision.send_replace(rv);
@@ -447,8 +504,16 @@ impl WatchCache {
         ))
     }
 
-    fn cache_for(&self, key: &str) -> Option<&Arc<ResourceCache>> {
-        let plural = key.strip_prefix("/registry/")?.split('/').next()?;
-        self.caches.get(plural)
+    fn cache_for(&self, key: &str) -> Option<Arc<ResourceCache>> {
+        let rest = key.strip_prefix("/registry/")?;
+        let mut parts = rest.split('/');
+        let first = parts.next()?;
+        if let Some(cache) = self.caches.get(first) {
+            return Some(cache.clone());
+        }
+        let second = parts.next()?;
+        // `<group>/<plural>/[<namespace>/]<name>`: at least one segment after the plural.
+        parts.next()?;
+        self.custom_cache(&format!("{first}/{second}"))
     }
 }

@@ -17,7 +17,7 @@ use skiff_api::ApiError;
 
 use crate::http::{ApiResult, ErrorResponse};
 use crate::request_info::RequestInfo;
-use crate::resources::{self, ResourceDef};
+use crate::resources::ResourceDef;
 use crate::App;
 
 /// Everything a handler needs about one request.
@@ -68,7 +68,8 @@ async fn route(
     query: &str,
     body: Body,
 ) -> ApiResult {
-    let def = resources::find(&info.group, &info.version, &info.resource)
+    let def = app
+        .resource(&info.group, &info.version, &info.resource)
         .ok_or_else(ApiError::path_not_found)?;
     if !def.namespaced && !info.namespace.is_empty() {
         return Err(ApiError::path_not_found().into());

@@ -9,6 +9,7 @@ use skiff_api::{meta, ApiError, GroupResource};
 
 use super::Req;
 use crate::http::{object_response, parse_body, read_body, ApiResult, Format};
+use crate::resources::ScalePaths;
 use crate::storage::WriteConflict;
 
 /// A label selector object as the string form Scale reports (`app=web,tier in (a,b)`).
@@ -45,8 +46,17 @@ fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
-fn scale_of(obj: &Value) -> Value {
+fn scale_of(paths: &ScalePaths, obj: &Value) -> Value {
     let m = &obj["metadata"];
+    let selector = match &paths.selector {
+        None => String::new(),
+        Some(p) if paths.selector_is_string => obj
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        Some(p) => selector_string(obj.pointer(p).unwrap_or(&Value::Null)),
+    };
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -54,16 +64,17 @@ fn scale_of(obj: &Value) -> Value {
             "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
             "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).and_then(Value::as_i64).unwrap_or(1)},
         "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null)),
+            "replicas": obj.pointer(&paths.status_replicas).and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
         },
     })
 }
 
 pub async fn scale(req: &Req, body: Body) -> ApiResult {
     let gr = GroupResource::new(req.def.group, &format!("{}/scale", req.def.plural));
+    let paths = req.def.hooks.scale_paths();
     if req.info.verb == "get" {
         let obj = req.app.storage.get(&req.key(&req.info.name)).await?;
         let obj =
@@ -71,7 +82,7 @@ pub async fn scale(req: &Req, body: Body) -> ApiResult {
         return Ok(object_response(
             StatusCode::OK,
             Format::Json,
-            &scale_of(&obj),
+            &scale_of(&paths, &obj),
         ));
     }
     let bytes = read_body(body).await?;
@@ -113,7 +124,7 @@ pub async fn scale(req: &Req, body: Body) -> ApiResult {
                 } else {
                     kind.as_str()
                 };
-                crate::patch::apply_patch(patch_kind, "Scale", &scale_of(current), &patch)?
+                crate::patch::apply_patch(patch_kind, "Scale", &scale_of(&paths, current), &patch)?
             };
             let replicas = scale
                 .pointer("/spec/replicas")
@@ -131,7 +142,7 @@ pub async fn scale(req: &Req, body: Body) -> ApiResult {
                 ));
             }
             let mut new = current.clone();
-            new["spec"]["replicas"] = json!(replicas);
+            set_pointer(&mut new, &paths.spec_replicas, json!(replicas));
             Ok(new)
         },
         pinned,
@@ -146,8 +157,27 @@ pub async fn scale(req: &Req, body: Body) -> ApiResult {
     Ok(object_response(
         StatusCode::OK,
         Format::Json,
-        &scale_of(&stored),
+        &scale_of(&paths, &stored),
     ))
+}
+
+/// Sets the field at a JSON pointer, making the objects on the way.
+fn set_pointer(obj: &mut Value, pointer: &str, value: Value) {
+    let mut at = obj;
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        let Some(map) = at.as_object_mut() else {
+            return;
+        };
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        at = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
 }
 
 fn success(code: StatusCode) -> axum::response::Response {
@@ -313,13 +343,16 @@ mod tests {
     #[test]
     fn scale_reports_spec_status_and_selector() {
         let d = json!({"metadata": {"name": "d", "namespace": "n", "resourceVersion": "4"}, "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]}}, "status": {"replicas": 2}});
-        let s = scale_of(&d);
+        let s = scale_of(&ScalePaths::default(), &d);
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=web,tier in (a,b)");
         assert_eq!(s["metadata"]["resourceVersion"], "4");
         let rc = json!({"metadata": {"name": "r"}, "spec": {"selector": {"app": "nginx"}}});
-        assert_eq!(scale_of(&rc)["status"]["selector"], "app=nginx");
-        assert_eq!(scale_of(&rc)["spec"]["replicas"], 1);
+        assert_eq!(
+            scale_of(&ScalePaths::default(), &rc)["status"]["selector"],
+            "app=nginx"
+        );
+        assert_eq!(scale_of(&ScalePaths::default(), &rc)["spec"]["replicas"], 1);
     }
 }

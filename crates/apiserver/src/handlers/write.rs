@@ -507,12 +507,14 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
                     ));
                 }
             }
-            let mut merged = crate::patch::apply_patch(
-                "application/strategic-merge-patch+json",
-                req.def.kind,
-                &current,
-                &config,
-            )?;
+            // Custom resources have no strategic merge information: their applied
+            // configuration merges as a JSON merge patch (lists replace).
+            let merge = if req.def.is_custom() {
+                "application/merge-patch+json"
+            } else {
+                "application/strategic-merge-patch+json"
+            };
+            let mut merged = crate::patch::apply_patch(merge, req.def.kind, &current, &config)?;
             crate::ssa::record(
                 Some(&current),
                 &mut merged,

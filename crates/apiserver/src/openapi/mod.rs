@@ -3,16 +3,20 @@
 //! `?hash=`), shaped as upstream serves them so that kubectl's validation, `explain` and
 //! client-side `apply` work unmodified.
 //!
-//! What it is not: a generator for custom resources (CRDs are stored, not served as APIs
-//! yet).
+//! Custom resources get per-group-version v3 documents built from their CRDs' schemas
+//! (`custom.rs`), listed in the index next to the built-in ones; the v2 document holds
+//! built-in kinds only.
 //!
 //! Guarantees: each document is built once, on first request, and kept as serialized bytes
 //! (they are large and asked for often). A v3 document's hash is the SHA-512 of its bytes,
 //! so a client's cached copy is replaced exactly when the document changes.
 
+mod custom;
 mod paths;
 mod proto;
 mod schemas;
+
+pub use custom::{v3_document_with, v3_index_with};
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -56,7 +60,7 @@ impl Served {
 }
 
 /// The response for a document, or upstream's 404 when there is none.
-pub fn respond(doc: Option<&'static Served>) -> Response {
+pub fn respond(doc: Option<&Served>) -> Response {
     let Some(doc) = doc else {
         return ErrorResponse(ApiError::path_not_found()).into_response();
     };

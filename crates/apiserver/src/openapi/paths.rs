@@ -135,7 +135,7 @@ fn capitalize(s: &str) -> String {
 }
 
 /// The path items of one resource, keyed by path.
-fn resource_paths(r: &ResourceDef, k: &KindSchema) -> Vec<(String, Vec<&'static str>, Vec<Op>)> {
+fn resource_paths(r: &ResourceDef, name: &str) -> Vec<(String, Vec<&'static str>, Vec<Op>)> {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
     } else {
@@ -158,8 +158,8 @@ fn resource_paths(r: &ResourceDef, k: &KindSchema) -> Vec<(String, Vec<&'static 
         )
     };
     let gvk = (r.group, r.version, r.kind);
-    let name = (k.name)().into_owned();
-    let list = schemas::list_name(k);
+    let name = name.to_string();
+    let list = format!("{name}List");
     let status = schemas::status_name();
     let write = || vec![&DRY_RUN, &FIELD_MANAGER, &FIELD_VALIDATION];
     let patch_params = || vec![&DRY_RUN, &FIELD_MANAGER, &FIELD_VALIDATION, &FORCE];
@@ -495,8 +495,17 @@ fn render_op(form: Form, op: &Op, tag: &str) -> Value {
 
 /// The path items of `resources` (each with its kind's schema), in `form`.
 pub fn paths(form: Form, resources: &[(&ResourceDef, &KindSchema)]) -> Map<String, Value> {
+    let named: Vec<(&ResourceDef, String)> = resources
+        .iter()
+        .map(|(r, k)| (*r, (k.name)().into_owned()))
+        .collect();
+    paths_named(form, &named)
+}
+
+/// The path items of `resources`, each with the definition name of its kind.
+pub fn paths_named(form: Form, resources: &[(&ResourceDef, String)]) -> Map<String, Value> {
     let mut out = Map::new();
-    for (r, k) in resources {
+    for (r, name) in resources {
         let tag = format!(
             "{}_{}",
             if r.group.is_empty() {
@@ -506,7 +515,7 @@ pub fn paths(form: Form, resources: &[(&ResourceDef, &KindSchema)]) -> Map<Strin
             },
             r.version
         );
-        for (path, scope, ops) in resource_paths(r, k) {
+        for (path, scope, ops) in resource_paths(r, name) {
             let mut item = Map::new();
             let params: Vec<Value> = scope
                 .iter()

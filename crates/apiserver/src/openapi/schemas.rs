@@ -119,6 +119,12 @@ pub fn delete_options_name() -> String {
 pub fn patch_name() -> String {
     meta::Patch::schema_name().into_owned()
 }
+pub fn object_meta_name() -> String {
+    meta::ObjectMeta::schema_name().into_owned()
+}
+pub fn list_meta_name() -> String {
+    meta::ListMeta::schema_name().into_owned()
+}
 
 /// The name of a kind's list type.
 pub fn list_name(k: &KindSchema) -> String {
@@ -139,6 +145,7 @@ pub fn definitions(kinds: &[&KindSchema], listed: &[&KindSchema]) -> Map<String,
     }
     add_meta(&mut gen);
     gen.subschema_for::<meta::ListMeta>();
+    gen.subschema_for::<meta::ObjectMeta>();
     let mut defs = gen.take_definitions(false);
 
     let gvk = |group: &str, version: &str, kind: &str| json!({"group": group, "kind": kind, "version": version});

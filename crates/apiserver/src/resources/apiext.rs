@@ -1,8 +1,10 @@
 //! Hooks of apiextensions.k8s.io/v1 CustomResourceDefinition and certificates.k8s.io/v1
 //! CertificateSigningRequest: defaults, validation and columns as upstream.
 //!
-//! CRDs are stored, not yet served as APIs: the server does the naming controller's part
-//! (`status.acceptedNames`, the `NamesAccepted` condition) but never reports `Established`.
+//! Serving a CRD's resources, its names and conditions are `crate::crd`'s: these hooks
+//! validate the CRD itself (names, versions, structural schemas), record the storage
+//! version in `status.storedVersions`, and give a new CRD the cleanup finalizer that
+//! makes deleting it delete its objects first.
 //! CSRs are checked as upstream, except that the requesting user is not recorded in
 //! `spec.username/groups/uid` (the hooks do not see the user) and the request's
 //! signature is not verified (only its PEM and DER structure).
@@ -43,30 +45,16 @@ fn storage_version(obj: &Value) -> Option<&str> {
         .and_then(|v| v.get("name").and_then(Value::as_str))
 }
 
-/// What the naming controller records when the names do not clash: the names as
-/// accepted, and the storage version among the stored ones.
-fn accept_names(obj: &mut Value) {
-    let names = obj.pointer("/spec/names").cloned().unwrap_or(json!({}));
+/// Records the storage version among the stored ones (upstream's strategy does this on
+/// every create and update); names and conditions are the CRD controller's.
+fn record_storage_version(obj: &mut Value) {
     let storage = storage_version(obj).map(str::to_string);
     set_default(obj, "status", json!({}));
     let status = &mut obj["status"];
-    status["acceptedNames"] = names;
     set_default(status, "storedVersions", json!([]));
     if let (Some(v), Some(stored)) = (storage, status["storedVersions"].as_array_mut()) {
         if !stored.iter().any(|s| s == v.as_str()) {
             stored.push(json!(v));
-        }
-    }
-    set_default(status, "conditions", json!([]));
-    if let Some(conds) = status["conditions"].as_array_mut() {
-        if !conds.iter().any(|c| c["type"] == "NamesAccepted") {
-            conds.push(json!({
-                "type": "NamesAccepted",
-                "status": "True",
-                "reason": "NoConflicts",
-                "message": "no conflicts found",
-                "lastTransitionTime": crate::lifecycle::now_rfc3339(),
-            }));
         }
     }
 }
@@ -85,12 +73,20 @@ fn dns1035_check(path: &str, value: &str, shown: &str, prefix: &str, errs: &mut 
 impl Hooks for CustomResourceDefinitions {
     fn prepare_create(&self, obj: &mut Value, _ctx: &Context<'_>) {
         default_crd(obj);
-        accept_names(obj);
+        record_storage_version(obj);
+        let mut finalizers = meta::finalizers(obj);
+        if !finalizers
+            .iter()
+            .any(|f| f == crate::crd::controller::CLEANUP_FINALIZER)
+        {
+            finalizers.push(crate::crd::controller::CLEANUP_FINALIZER.to_string());
+            meta::set_meta(obj, "finalizers", json!(finalizers));
+        }
     }
 
     fn prepare_update(&self, new: &mut Value, _old: &Value) {
         default_crd(new);
-        accept_names(new);
+        record_storage_version(new);
     }
 
     fn validate(&self, obj: &Value, _ctx: &Context<'_>) -> FieldErrors {
@@ -147,6 +143,7 @@ impl Hooks for CustomResourceDefinitions {
             if name.is_empty() {
                 errs.push(FieldError::required(format!("{p}.name"), ""));
             }
+            errs.extend(crate::crd::validate_version_extras(v, &p));
             dns1035_check(&format!("{p}.name"), name, name, "", &mut errs);
             match v.pointer("/schema/openAPIV3Schema") {
                 None | Some(Value::Null) => errs.push(FieldError::required(
@@ -158,7 +155,10 @@ impl Hooks for CustomResourceDefinitions {
                         format!("{p}.schema.openAPIV3Schema.type"),
                         "must not be empty at the root",
                     )),
-                    Some("object") => {}
+                    Some("object") => errs.extend(crate::crd::schema::structural_errors(
+                        schema,
+                        &format!("{p}.schema.openAPIV3Schema"),
+                    )),
                     Some(t) => errs.push(FieldError::invalid(
                         format!("{p}.schema.openAPIV3Schema.type"),
                         &json!(t),
@@ -180,6 +180,17 @@ impl Hooks for CustomResourceDefinitions {
                 &json!(versions),
                 "must have exactly one version marked as storage version",
             ));
+        }
+        // Objects may still be stored in any version ever stored: it must stay listed.
+        for (i, stored) in array_at(obj, "/status/storedVersions").iter().enumerate() {
+            let stored = stored.as_str().unwrap_or("");
+            if !versions.iter().any(|v| str_at(v, "/name") == stored) {
+                errs.push(FieldError::invalid(
+                    format!("status.storedVersions[{i}]"),
+                    &json!(stored),
+                    "must appear in spec.versions",
+                ));
+            }
         }
         let names = spec.get("names").unwrap_or(&Value::Null);
         for field in ["plural", "singular", "kind", "listKind"] {
@@ -222,7 +233,14 @@ impl Hooks for CustomResourceDefinitions {
             .pointer("/conversion/strategy")
             .cloned()
             .unwrap_or(Value::Null);
-        if !matches!(strategy.as_str(), Some("None" | "Webhook")) {
+        if strategy.as_str() == Some("Webhook") {
+            // Conversion webhooks are not implemented: refuse rather than serve versions
+            // that would be converted wrongly.
+            errs.push(FieldError::forbidden(
+                "spec.conversion.strategy",
+                "Webhook conversion is not supported by this server; use strategy None (versions differ only in apiVersion)",
+            ));
+        } else if !matches!(strategy.as_str(), Some("None" | "Webhook")) {
             errs.push(FieldError::not_supported(
                 "spec.conversion.strategy",
                 &strategy,
@@ -449,15 +467,17 @@ mod tests {
     }
 
     #[test]
-    fn crd_defaults_names_and_records_accepted_names() {
+    fn crd_defaults_names_and_records_the_storage_version() {
         let mut obj = crd();
         CustomResourceDefinitions.prepare_create(&mut obj, &CTX);
         assert_eq!(obj["spec"]["names"]["singular"], "widget");
         assert_eq!(obj["spec"]["names"]["listKind"], "WidgetList");
         assert_eq!(obj["spec"]["conversion"]["strategy"], "None");
-        assert_eq!(obj["status"]["acceptedNames"]["kind"], "Widget");
         assert_eq!(obj["status"]["storedVersions"], json!(["v1"]));
-        assert_eq!(obj["status"]["conditions"][0]["type"], "NamesAccepted");
+        assert_eq!(
+            obj["metadata"]["finalizers"],
+            json!(["customresourcecleanup.apiextensions.k8s.io"])
+        );
         assert!(CustomResourceDefinitions.validate(&obj, &CTX).is_empty());
     }
 

@@ -559,7 +559,8 @@ mod tests {
         let stored = crate::resources::by_storage("horizontalpodautoscalers").unwrap();
         assert!(std::ptr::eq(stored, def_v2));
         assert_eq!(def_v1.from_storage(def_v1.to_storage(v1())), v1());
-        let group = crate::discovery::group("autoscaling").unwrap();
+        let defs: Vec<_> = crate::resources::RESOURCES.iter().collect();
+        let group = crate::discovery::group(&defs, "autoscaling").unwrap();
         assert_eq!(group["preferredVersion"]["version"], "v2");
     }
 

@@ -22,7 +22,7 @@ use std::sync::LazyLock;
 
 use k8s_openapi::api;
 pub use strategy::{
-    selectable_fields, unknown_fields, Codec, Column, Context, Hooks, Plain, Typed,
+    selectable_fields, unknown_fields, Codec, Column, Context, Hooks, Plain, ScalePaths, Typed,
 };
 
 pub struct ResourceDef {
@@ -44,15 +44,34 @@ pub struct ResourceDef {
     /// Event): how its objects convert to and from the storage version. Such a resource
     /// shares the storage version's plural, store keys and watch cache.
     pub conversion: Option<Conversion>,
+    /// The store prefix segment: the plural for built-ins, `<group>/<plural>` for custom
+    /// resources (upstream's etcd layout, so a CRD's plural never collides with a
+    /// built-in's).
+    pub storage_resource: &'static str,
 }
 
 /// Conversion between a served version and the storage version of the same objects.
 pub struct Conversion {
     /// This version → storage form: applied to a request body right after decoding, so
     /// defaults, validation and the store all see the storage form.
-    pub to_storage: fn(serde_json::Value) -> serde_json::Value,
+    pub to_storage: ConvertFn,
     /// Storage form → this version: applied to every object a response or watch carries.
-    pub from_storage: fn(serde_json::Value) -> serde_json::Value,
+    pub from_storage: ConvertFn,
+}
+
+/// One direction of a conversion (a closure: custom resources' carry their versions).
+pub type ConvertFn = Box<dyn Fn(serde_json::Value) -> serde_json::Value + Send + Sync>;
+
+impl Conversion {
+    pub fn new(
+        to_storage: impl Fn(serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+        from_storage: impl Fn(serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            to_storage: Box::new(to_storage),
+            from_storage: Box::new(from_storage),
+        }
+    }
 }
 
 impl ResourceDef {
@@ -92,9 +111,15 @@ impl ResourceDef {
         }
     }
 
+    /// Whether this resource comes from a CustomResourceDefinition (those are stored
+    /// under their group).
+    pub fn is_custom(&self) -> bool {
+        self.storage_resource != self.plural
+    }
+
     /// The store prefix of every object of this resource.
     pub fn storage_prefix(&self) -> String {
-        format!("/registry/{}/", self.plural)
+        format!("/registry/{}/", self.storage_resource)
     }
 }
 
@@ -129,6 +154,7 @@ where
         hooks: Box::new(hooks),
         generation: d.generation,
         conversion: None,
+        storage_resource: d.plural,
     }
 }
 
@@ -199,13 +225,13 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<autoscaling::v2::HorizontalPodAutoscaler>(d!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), self::autoscaling::HorizontalPodAutoscalers),
         // Served from the autoscaling/v2 objects above (after them: v2 stays preferred).
         def::<autoscaling::v1::HorizontalPodAutoscaler>(d!("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", ns=true, short=&["hpa"], cat=ALL, sub=STATUS, gen=true), self::autoscaling::HorizontalPodAutoscalersV1)
-            .stored_as(Conversion { to_storage: self::autoscaling::v1_to_v2, from_storage: self::autoscaling::v2_to_v1 }),
+            .stored_as(Conversion::new(self::autoscaling::v1_to_v2, self::autoscaling::v2_to_v1)),
         def::<coordination::v1::Lease>(d!("coordination.k8s.io", "v1", "leases", "lease", "Lease", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::Leases),
         def::<discovery::v1::EndpointSlice>(d!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::config::EndpointSlices),
         def::<policy::v1::PodDisruptionBudget>(d!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", ns=true, short=&["pdb"], cat=NONE, sub=STATUS, gen=true), self::policy::PodDisruptionBudgets),
         // Served from the core/v1 Events above.
         def::<events::v1::Event>(d!("events.k8s.io", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), self::events::EventsV1)
-            .stored_as(Conversion { to_storage: self::events::events_to_core, from_storage: self::events::core_to_events }),
+            .stored_as(Conversion::new(self::events::events_to_core, self::events::core_to_events)),
         def::<scheduling::v1::PriorityClass>(d!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", ns=false, short=&["pc"], cat=NONE, sub=NONE, gen=false), self::config::PriorityClasses),
         def::<storage::v1::StorageClass>(d!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", ns=false, short=&["sc"], cat=NONE, sub=NONE, gen=false), self::storage_res::StorageClasses),
         def::<networking::v1::Ingress>(d!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", ns=true, short=&["ing"], cat=NONE, sub=STATUS, gen=true), self::networking::Ingresses),

@@ -132,6 +132,29 @@ impl Column {
     }
 }
 
+/// Where `/scale` reads and writes its numbers (JSON pointers into the object).
+#[derive(Clone, Debug)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub selector: Option<String>,
+    /// The selector is already a string (a CRD's `labelSelectorPath`), not a selector
+    /// object as on built-in workloads.
+    pub selector_is_string: bool,
+}
+
+impl Default for ScalePaths {
+    /// The built-in workloads' paths.
+    fn default() -> Self {
+        Self {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: Some("/spec/selector".into()),
+            selector_is_string: false,
+        }
+    }
+}
+
 /// Per-resource behaviour. Every method has the generic default; a resource overrides
 /// what it needs.
 pub trait Hooks: Send + Sync {
@@ -182,6 +205,17 @@ pub trait Hooks: Send + Sync {
             Value::String(skiff_api::meta::name(obj).to_string()),
             Value::String(crate::table::age(obj)),
         ]
+    }
+
+    /// Where `/scale` finds replicas and the selector (for resources that have it).
+    fn scale_paths(&self) -> ScalePaths {
+        ScalePaths::default()
+    }
+
+    /// The kind's OpenAPI v3 schema when it comes from a CRD (built-in kinds' come from
+    /// k8s-openapi).
+    fn openapi_schema(&self) -> Option<&Value> {
+        None
     }
 }
 

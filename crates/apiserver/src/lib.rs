@@ -6,6 +6,7 @@
 //! What it is not: it runs no control loops (those are clients of it, in other crates).
 
 pub mod admission;
+mod admission_node;
 pub mod auth;
 mod bootstrap;
 mod discovery;
@@ -86,6 +87,8 @@ pub struct Config {
     pub max_inflight: usize,
     /// Tolerations for the node lifecycle taints that pods get by default.
     pub default_toleration_seconds: admission::DefaultTolerationSeconds,
+    /// `--authorization-mode`: the authorizers asked in order (`Node,RBAC` by default).
+    pub authorization_modes: Vec<auth::Mode>,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             tls_sans: Vec::new(),
             max_inflight: 600,
             default_toleration_seconds: Default::default(),
+            authorization_modes: auth::chain::default_modes(),
         }
     }
 }
@@ -115,6 +119,10 @@ pub struct App {
     pub cache: Arc<watchcache::WatchCache>,
     pub authn: auth::Authenticator,
     pub authz: Box<dyn auth::Authorizer>,
+    /// RBAC's in-memory policy and the Node authorizer's graph (also used by escalation
+    /// checks and SelfSubjectRulesReview).
+    pub rbac: Arc<auth::Rbac>,
+    pub node_authz: Arc<auth::NodeAuthorizer>,
     pub metrics: metrics::Metrics,
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
@@ -211,13 +219,24 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => auth::TokenFile::default(),
     };
     let cache = watchcache::WatchCache::new(store.clone());
+    let rbac = auth::Rbac::new();
+    let node_authz = auth::NodeAuthorizer::new();
+    rbac.spawn_feed(cache.clone());
+    node_authz.spawn_feed(cache.clone());
+    let authz = auth::Chain {
+        modes: config.authorization_modes.clone(),
+        node: node_authz.clone(),
+        rbac: rbac.clone(),
+    };
     let app = Arc::new(App {
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
         storage: storage::Storage { store },
         cache: cache.clone(),
         authn: auth::Authenticator { tokens },
-        authz: Box::new(auth::MastersOnly),
+        authz: Box::new(authz),
+        rbac,
+        node_authz,
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),

@@ -98,6 +98,9 @@ async fn authorized(
         subresource: info.subresource.clone(),
         name: info.name.clone(),
         path: (!info.is_resource).then(|| info.path.clone()),
+        field_selector: crate::http::query_map(query)
+            .remove("fieldSelector")
+            .unwrap_or_default(),
     };
     if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
         let err = if info.is_resource {
@@ -114,6 +117,9 @@ async fn authorized(
     if !info.is_resource {
         return non_resource(app, &info.path, &parts.headers);
     }
+    if crate::auth::review::is_review(&info) {
+        return crate::auth::review::serve(app, &user, &info, &parts.headers, body).await;
+    }
     // Long-running watches are not counted against the in-flight limit, as upstream.
     let _permit = if info.verb == "watch" {
         None
@@ -123,7 +129,7 @@ async fn authorized(
             Err(_) => return ErrorResponse(ApiError::too_many_requests(1)).into_response(),
         }
     };
-    handlers::dispatch(app.clone(), info, parts.headers, query, body).await
+    handlers::dispatch(app.clone(), user, info, parts.headers, query, body).await
 }
 
 fn health(app: &App, path: &str) -> Response {

@@ -220,6 +220,10 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Authorizers asked in order (kube-apiserver's flag): Node, RBAC, AlwaysAllow,
+    /// AlwaysDeny. `system:masters` is always allowed.
+    #[arg(long, default_value = "Node,RBAC")]
+    authorization_mode: String,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -254,6 +258,9 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
     config.tls_sans = args.tls_san;
+    config.authorization_modes =
+        skiff_apiserver::auth::chain::parse_modes(&args.authorization_mode)
+            .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,

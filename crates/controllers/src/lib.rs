@@ -117,7 +117,10 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
     ("resourcequota", resourcequota::controller),
     ("disruption", disruption::controller),
     ("horizontalpodautoscaling", podautoscaler::controller),
-    ("clusterrole-aggregation", clusterroleaggregation::controller),
+    (
+        "clusterrole-aggregation",
+        clusterroleaggregation::controller,
+    ),
 ];
 
 /// Runs the named loops (all when `only` is empty) until `shutdown`.

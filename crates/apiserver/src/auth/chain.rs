@@ -89,7 +89,10 @@ mod tests {
 
     #[test]
     fn modes_parse_and_masters_skip_the_chain() {
-        assert_eq!(parse_modes("Node,RBAC").unwrap(), vec![Mode::Node, Mode::Rbac]);
+        assert_eq!(
+            parse_modes("Node,RBAC").unwrap(),
+            vec![Mode::Node, Mode::Rbac]
+        );
         assert!(parse_modes("ABAC").is_err());
         let chain = Chain {
             modes: default_modes(),

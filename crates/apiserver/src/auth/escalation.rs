@@ -26,7 +26,11 @@ pub async fn check(
     // An update that grants nothing new (metadata only: labels, finalizers, owners)
     // needs no check, as upstream skips bindings whose roleRef is unchanged.
     if let Some(old) = old {
-        let field = if def.plural.ends_with("bindings") { "roleRef" } else { "rules" };
+        let field = if def.plural.ends_with("bindings") {
+            "roleRef"
+        } else {
+            "rules"
+        };
         if old.get(field) == obj.get(field) {
             return Ok(());
         }
@@ -52,8 +56,14 @@ pub async fn check(
             rules_of(obj)
         }
         "rolebindings" | "clusterrolebindings" => {
-            let kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
-            let role = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+            let kind = obj
+                .pointer("/roleRef/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let role = obj
+                .pointer("/roleRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let (plural, role_ns) = if kind == "Role" {
                 ("roles", namespace)
             } else {
@@ -69,7 +79,10 @@ pub async fn check(
             match app.storage.get(&key).await? {
                 Some(r) => rules_of(&r),
                 None => {
-                    return Err(ApiError::not_found(&GroupResource::new(GROUP, plural), role))
+                    return Err(ApiError::not_found(
+                        &GroupResource::new(GROUP, plural),
+                        role,
+                    ))
                 }
             }
         }

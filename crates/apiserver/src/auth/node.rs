@@ -91,7 +91,10 @@ fn pod_refs(pod: &Value) -> Vec<(Kind, String)> {
         for c in names_at(pod, &format!("/spec/{list}")) {
             for e in names_at(c, "/env") {
                 push(Kind::Secret, str_at(e, "/valueFrom/secretKeyRef/name"));
-                push(Kind::ConfigMap, str_at(e, "/valueFrom/configMapKeyRef/name"));
+                push(
+                    Kind::ConfigMap,
+                    str_at(e, "/valueFrom/configMapKeyRef/name"),
+                );
             }
             for e in names_at(c, "/envFrom") {
                 push(Kind::Secret, str_at(e, "/secretRef/name"));
@@ -203,7 +206,11 @@ impl NodeAuthorizer {
         };
         refs.keys().any(|(k, ns, claim)| {
             *k == Kind::Claim
-                && graph.claims.get(&format!("{ns}/{claim}")).map(String::as_str) == Some(volume)
+                && graph
+                    .claims
+                    .get(&format!("{ns}/{claim}"))
+                    .map(String::as_str)
+                    == Some(volume)
         })
     }
 
@@ -219,10 +226,15 @@ impl NodeAuthorizer {
                 "no relationship found between node '{node}' and this object"
             )))
         };
-        let verdict = |ok: bool| if ok { NodeDecision::Allow } else { no_relation() };
+        let verdict = |ok: bool| {
+            if ok {
+                NodeDecision::Allow
+            } else {
+                no_relation()
+            }
+        };
         // A list or watch of one object by name (`metadata.name=` field selector) is a get.
-        let single = if attrs.name.is_empty() && matches!(attrs.verb.as_str(), "list" | "watch")
-        {
+        let single = if attrs.name.is_empty() && matches!(attrs.verb.as_str(), "list" | "watch") {
             field_value(&attrs.field_selector, "metadata.name")
         } else {
             None
@@ -234,7 +246,9 @@ impl NodeAuthorizer {
             return self.static_rules(attrs);
         }
         match (attrs.resource.as_str(), sub) {
-            ("secrets", "") | ("configmaps", "") | ("persistentvolumeclaims", "")
+            ("secrets", "")
+            | ("configmaps", "")
+            | ("persistentvolumeclaims", "")
             | ("persistentvolumes", "") => {
                 if !reads_one || name.is_empty() {
                     return NodeDecision::NoOpinion(Some(
@@ -402,24 +416,53 @@ mod tests {
             Some(&json!({"metadata": {"name": "data", "namespace": "default"}, "spec": {"volumeName": "pv1"}})),
         );
         let (a, b) = (node("a"), node("b"));
-        assert_eq!(authz.decide(&a, &get("secrets", "default", "tls")), NodeDecision::Allow);
-        assert_eq!(authz.decide(&a, &get("configmaps", "default", "cfg")), NodeDecision::Allow);
-        assert_eq!(authz.decide(&a, &get("persistentvolumes", "", "pv1")), NodeDecision::Allow);
-        assert_eq!(authz.decide(&a, &get("pods", "default", "web")), NodeDecision::Allow);
-        assert!(matches!(authz.decide(&b, &get("secrets", "default", "tls")), NodeDecision::NoOpinion(Some(m)) if m.contains("node 'b'")));
-        assert_ne!(authz.decide(&b, &get("pods", "default", "web")), NodeDecision::Allow);
-        assert_ne!(authz.decide(&a, &get("secrets", "default", "other")), NodeDecision::Allow);
+        assert_eq!(
+            authz.decide(&a, &get("secrets", "default", "tls")),
+            NodeDecision::Allow
+        );
+        assert_eq!(
+            authz.decide(&a, &get("configmaps", "default", "cfg")),
+            NodeDecision::Allow
+        );
+        assert_eq!(
+            authz.decide(&a, &get("persistentvolumes", "", "pv1")),
+            NodeDecision::Allow
+        );
+        assert_eq!(
+            authz.decide(&a, &get("pods", "default", "web")),
+            NodeDecision::Allow
+        );
+        assert!(
+            matches!(authz.decide(&b, &get("secrets", "default", "tls")), NodeDecision::NoOpinion(Some(m)) if m.contains("node 'b'"))
+        );
+        assert_ne!(
+            authz.decide(&b, &get("pods", "default", "web")),
+            NodeDecision::Allow
+        );
+        assert_ne!(
+            authz.decide(&a, &get("secrets", "default", "other")),
+            NodeDecision::Allow
+        );
         let mut list = get("pods", "", "");
         list.verb = "list".into();
         assert_ne!(authz.decide(&a, &list), NodeDecision::Allow);
         list.field_selector = "spec.nodeName=a".into();
         assert_eq!(authz.decide(&a, &list), NodeDecision::Allow);
-        assert_eq!(authz.decide(&a, &get("nodes", "", "b")), NodeDecision::Allow);
+        assert_eq!(
+            authz.decide(&a, &get("nodes", "", "b")),
+            NodeDecision::Allow
+        );
         // Not a node: no opinion at all.
         let user = UserInfo::new("system:node:a", &[]);
-        assert_eq!(authz.decide(&user, &get("nodes", "", "a")), NodeDecision::NoOpinion(None));
+        assert_eq!(
+            authz.decide(&user, &get("nodes", "", "a")),
+            NodeDecision::NoOpinion(None)
+        );
         // The pod leaves the node: so do its secrets.
         authz.apply("pods", "/registry/pods/default/web", None);
-        assert_ne!(authz.decide(&a, &get("secrets", "default", "tls")), NodeDecision::Allow);
+        assert_ne!(
+            authz.decide(&a, &get("secrets", "default", "tls")),
+            NodeDecision::Allow
+        );
     }
 }

@@ -148,12 +148,24 @@ fn controller_manager_rules() -> Vec<Value> {
         ),
         rule(&["update"], &[""], &["secrets", "serviceaccounts"]),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
         rule(&["list", "watch"], &["*"], &["*"]),
         rule(&["create"], &[""], &["serviceaccounts/token"]),
         // Skiff: the union of upstream's per-controller roles (see the module comment).
         rule(
-            &["get", "list", "watch", "patch", "update", "delete", "deletecollection"],
+            &[
+                "get",
+                "list",
+                "watch",
+                "patch",
+                "update",
+                "delete",
+                "deletecollection",
+            ],
             &["*"],
             &["*"],
         ),
@@ -183,12 +195,12 @@ fn controller_manager_rules() -> Vec<Value> {
             &["certificates.k8s.io"],
             &["certificatesigningrequests"],
         ),
+        rule(&["approve", "sign"], &["certificates.k8s.io"], &["signers"]),
         rule(
-            &["approve", "sign"],
-            &["certificates.k8s.io"],
-            &["signers"],
+            &["escalate"],
+            &["rbac.authorization.k8s.io"],
+            &["clusterroles"],
         ),
-        rule(&["escalate"], &["rbac.authorization.k8s.io"], &["clusterroles"]),
     ]
 }
 
@@ -216,7 +228,11 @@ fn scheduler_rules() -> Vec<Value> {
             &["persistentvolumeclaims", "persistentvolumes"],
         ),
         rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-        rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["subjectaccessreviews"],
+        ),
         rule(READ, &["storage.k8s.io"], &["csinodes"]),
         rule(READ, &[""], &["namespaces"]),
         rule(READ, &["storage.k8s.io"], &["csidrivers"]),
@@ -249,8 +265,16 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:aggregate-to-admin",
             &[(TO_ADMIN, "true")],
             vec![
-                rule(&["create"], &["authorization.k8s.io"], &["localsubjectaccessreviews"]),
-                rule(ALL_VERBS, &["rbac.authorization.k8s.io"], &["rolebindings", "roles"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["localsubjectaccessreviews"],
+                ),
+                rule(
+                    ALL_VERBS,
+                    &["rbac.authorization.k8s.io"],
+                    &["rolebindings", "roles"],
+                ),
             ],
         ),
         labelled_role(
@@ -273,7 +297,13 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     WRITE,
                     &[""],
-                    &["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"],
+                    &[
+                        "pods",
+                        "pods/attach",
+                        "pods/exec",
+                        "pods/portforward",
+                        "pods/proxy",
+                    ],
                 ),
                 rule(&["create"], &[""], &["pods/eviction"]),
                 rule(
@@ -324,7 +354,11 @@ pub fn cluster_roles() -> Vec<Value> {
                     ],
                 ),
                 rule(WRITE, &["policy"], &["poddisruptionbudgets"]),
-                rule(WRITE, &["networking.k8s.io"], &["ingresses", "networkpolicies"]),
+                rule(
+                    WRITE,
+                    &["networking.k8s.io"],
+                    &["ingresses", "networkpolicies"],
+                ),
                 rule(ALL_VERBS, &["coordination.k8s.io"], &["leases"]),
             ],
         ),
@@ -386,7 +420,10 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(
                     READ,
                     &["autoscaling"],
-                    &["horizontalpodautoscalers", "horizontalpodautoscalers/status"],
+                    &[
+                        "horizontalpodautoscalers",
+                        "horizontalpodautoscalers/status",
+                    ],
                 ),
                 rule(
                     READ,
@@ -427,7 +464,11 @@ pub fn cluster_roles() -> Vec<Value> {
             "system:auth-delegator",
             vec![
                 rule(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
-                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                rule(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
             ],
         ),
         role(
@@ -438,7 +479,11 @@ pub fn cluster_roles() -> Vec<Value> {
                     &["authorization.k8s.io"],
                     &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 ),
-                rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
+                rule(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
             ],
         ),
         role(
@@ -478,8 +523,17 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                    "/openapi/*", "/readyz", "/version", "/version/",
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
                 ],
             )],
         ),
@@ -517,8 +571,14 @@ pub fn cluster_roles() -> Vec<Value> {
             vec![urls(
                 &["get"],
                 &[
-                    "/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics",
-                    "/metrics/slis", "/readyz", "/readyz/*",
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
                 ],
             )],
         ),
@@ -545,14 +605,26 @@ pub fn cluster_roles() -> Vec<Value> {
                 rule(&["list", "watch"], &[""], &["endpoints", "services"]),
                 rule(READ, &[""], &["nodes"]),
                 events_rule(),
-                rule(&["list", "watch"], &["discovery.k8s.io"], &["endpointslices"]),
+                rule(
+                    &["list", "watch"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
             ],
         ),
         role(
             "system:persistent-volume-provisioner",
             vec![
-                rule(&["create", "delete", "get", "list", "watch"], &[""], &["persistentvolumes"]),
-                rule(&["get", "list", "update", "watch"], &[""], &["persistentvolumeclaims"]),
+                rule(
+                    &["create", "delete", "get", "list", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                rule(
+                    &["get", "list", "update", "watch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
                 rule(READ, &["storage.k8s.io"], &["storageclasses"]),
                 rule(&["watch"], &[""], &["events"]),
                 events_rule(),
@@ -575,7 +647,11 @@ pub fn cluster_roles() -> Vec<Value> {
         role(
             "system:volume-scheduler",
             vec![
-                rule(&["get", "list", "patch", "update", "watch"], &[""], &["persistentvolumes"]),
+                rule(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
                 rule(READ, &["storage.k8s.io"], &["storageclasses"]),
                 rule(
                     &["get", "list", "patch", "update", "watch"],
@@ -622,8 +698,14 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:kube-controller-manager",
             &[("User", "system:kube-controller-manager")],
         ),
-        same("system:kube-dns", &[("ServiceAccount", "kube-system/kube-dns")]),
-        same("system:kube-scheduler", &[("User", "system:kube-scheduler")]),
+        same(
+            "system:kube-dns",
+            &[("ServiceAccount", "kube-system/kube-dns")],
+        ),
+        same(
+            "system:kube-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
         same("system:monitoring", &[("Group", "system:monitoring")]),
         same("system:node", &[]),
         same("system:node-proxier", &[("User", "system:kube-proxy")]),
@@ -638,7 +720,10 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:service-account-issuer-discovery",
             &[("Group", "system:serviceaccounts")],
         ),
-        same("system:volume-scheduler", &[("User", "system:kube-scheduler")]),
+        same(
+            "system:volume-scheduler",
+            &[("User", "system:kube-scheduler")],
+        ),
         // kubeadm's names for what bootstrap-token nodes need to join.
         binding(
             "kubeadm:kubelet-bootstrap",

@@ -74,7 +74,10 @@ impl Index {
             subjects,
         };
         for s in &binding.subjects {
-            self.by_subject.entry(s.clone()).or_default().push(key.clone());
+            self.by_subject
+                .entry(s.clone())
+                .or_default()
+                .push(key.clone());
         }
         self.bindings.insert(key, Arc::new(binding));
     }
@@ -223,7 +226,12 @@ impl Rbac {
 
     /// Follows the four RBAC caches forever.
     pub fn spawn_feed(self: &Arc<Self>, cache: Arc<WatchCache>) {
-        for plural in ["roles", "clusterroles", "rolebindings", "clusterrolebindings"] {
+        for plural in [
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings",
+        ] {
             let this = self.clone();
             let cache = cache.clone();
             tokio::spawn(async move { this.follow(cache, plural).await });

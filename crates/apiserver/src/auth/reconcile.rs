@@ -16,7 +16,11 @@ const GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Adds to `list` (an array at `field`) the entries of `want` it lacks; whether it changed.
 fn merge_list(obj: &mut Value, want: &Value, field: &str) -> bool {
-    let wanted = want.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let wanted = want
+        .get(field)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if obj.get(field).is_none_or(|v| !v.is_array()) {
         obj[field] = Value::Array(Vec::new());
     }
@@ -63,7 +67,10 @@ fn merge_map(obj: &mut Value, want: &Value, ptr: &str) -> bool {
 /// The reconciled object, if `current` needs changes to hold `want`.
 fn reconciled(current: &Value, want: &Value, binding: bool) -> Option<Value> {
     let auto = current
-        .pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            AUTOUPDATE.replace('/', "~1")
+        ))
         .and_then(Value::as_str);
     if auto == Some("false") {
         return None;
@@ -123,10 +130,17 @@ mod tests {
         let current = json!({"metadata": {"name": "r", "annotations": {AUTOUPDATE: "true"}},
             "rules": [{"verbs": ["list"]}]});
         let new = reconciled(&current, &want, false).unwrap();
-        assert_eq!(new["rules"], json!([{"verbs": ["list"]}, {"verbs": ["get"]}]));
-        assert_eq!(new["metadata"]["labels"]["kubernetes.io/bootstrapping"], "rbac-defaults");
+        assert_eq!(
+            new["rules"],
+            json!([{"verbs": ["list"]}, {"verbs": ["get"]}])
+        );
+        assert_eq!(
+            new["metadata"]["labels"]["kubernetes.io/bootstrapping"],
+            "rbac-defaults"
+        );
         assert!(reconciled(&new, &want, false).is_none());
-        let pinned = json!({"metadata": {"name": "r", "annotations": {AUTOUPDATE: "false"}}, "rules": []});
+        let pinned =
+            json!({"metadata": {"name": "r", "annotations": {AUTOUPDATE: "false"}}, "rules": []});
         assert!(reconciled(&pinned, &want, false).is_none());
     }
 }

@@ -141,7 +141,11 @@ fn subject(spec: &Value) -> Result<UserInfo, ApiError> {
     // Upstream asks about exactly the groups given (no implicit system:authenticated).
     Ok(UserInfo {
         name: name.to_string(),
-        uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").to_string(),
+        uid: spec
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
     })
 }
@@ -199,7 +203,8 @@ fn rules_review(app: &App, user: &UserInfo, namespace: &str) -> Value {
     let resource_rules: Vec<Value> = resources
         .iter()
         .map(|r| {
-            let mut v = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+            let mut v =
+                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
             if !r.resource_names.is_empty() {
                 v["resourceNames"] = json!(r.resource_names);
             }

@@ -138,7 +138,11 @@ fn covered(owner: &[Rule], verb: &str, target: Atom<'_>) -> bool {
                 .non_resource_urls
                 .iter()
                 .any(|u| u == "*" || u == url || url_covers(u, url)),
-            Atom::Resource { group, resource, name } => {
+            Atom::Resource {
+                group,
+                resource,
+                name,
+            } => {
                 has(&o.api_groups, group)
                     && o.resources.iter().any(|r| {
                         r == "*"
@@ -195,9 +199,17 @@ pub fn uncovered(owner: &[Rule], requested: &[Rule]) -> Vec<Rule> {
             None => missing.push(Rule {
                 verbs: vec![verb.to_string()],
                 api_groups: group.map(|g| vec![g.to_string()]).unwrap_or_default(),
-                resources: if url { vec![] } else { vec![res_or_url.to_string()] },
+                resources: if url {
+                    vec![]
+                } else {
+                    vec![res_or_url.to_string()]
+                },
                 resource_names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
-                non_resource_urls: if url { vec![res_or_url.to_string()] } else { vec![] },
+                non_resource_urls: if url {
+                    vec![res_or_url.to_string()]
+                } else {
+                    vec![]
+                },
             }),
         }
     };
@@ -213,7 +225,10 @@ pub fn uncovered(owner: &[Rule], requested: &[Rule]) -> Vec<Rule> {
                     let names: Vec<Option<&str>> = if rule.resource_names.is_empty() {
                         vec![None]
                     } else {
-                        rule.resource_names.iter().map(|n| Some(n.as_str())).collect()
+                        rule.resource_names
+                            .iter()
+                            .map(|n| Some(n.as_str()))
+                            .collect()
                     };
                     for name in names {
                         let atom = Atom::Resource {

@@ -62,7 +62,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok());
         match app.authn.authenticate(cert_user, authorization) {
             None => ErrorResponse(ApiError::unauthorized()).into_response(),
-            Some(user) => authorized(&app, user, info, parts, &query, body).await,
+            Some(user) => {
+                match crate::auth::impersonate::apply(app.authz.as_ref(), user, &parts.headers) {
+                    Ok(user) => authorized(&app, user, info, parts, &query, body).await,
+                    Err(err) => ErrorResponse(err).into_response(),
+                }
+            }
         }
     };
     let mut resp = resp;

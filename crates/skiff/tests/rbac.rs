@@ -211,6 +211,21 @@ subjects:
         list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
         "{list}"
     );
+    // Impersonation: the admin may act as alice (and sees her limits); alice may not
+    // act as anyone.
+    let as_alice = |ns: &str| {
+        let out = server.kubectl(&["auth", "can-i", "list", "pods", "-n", ns, "--as", "alice"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        (as_alice("team").as_str(), as_alice("default").as_str()),
+        ("yes", "no")
+    );
+    let err = alice.fails(&["get", "pods", "-n", "team", "--as", "bob"]);
+    assert!(
+        err.contains("users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        "{err}"
+    );
 
     // A ClusterRoleBinding to a group: bob reads through the aggregated `view` role
     // everywhere, but may not write, nor read secrets.

@@ -6,6 +6,7 @@ mod authn;
 mod authz;
 pub mod chain;
 pub mod escalation;
+pub mod impersonate;
 pub mod node;
 pub mod policy;
 pub mod rbac;

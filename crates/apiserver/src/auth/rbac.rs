@@ -8,7 +8,6 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::Value;
 use skiff_api::meta;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::rules::{rules_of, Rule};
 use super::{Attributes, UserInfo};
@@ -254,15 +253,11 @@ impl Rbac {
             for e in &sub.initial {
                 self.apply(plural, &e.object.key, Some(&e.object.value()));
             }
-            loop {
-                match sub.live.recv().await {
-                    Ok(e) => {
-                        let value = (e.kind != EventType::Deleted).then(|| e.object.value());
-                        self.apply(plural, &e.object.key, value.as_ref());
-                    }
-                    // Fell behind, or the cache re-listed: start over from its state.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
-                }
+            // Ends when the cache re-lists (closed) or this follower fell behind
+            // (lagged): either way, start over from the cache's state.
+            while let Ok(e) = sub.live.recv().await {
+                let value = (e.kind != EventType::Deleted).then(|| e.object.value());
+                self.apply(plural, &e.object.key, value.as_ref());
             }
         }
     }

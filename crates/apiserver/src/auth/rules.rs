@@ -65,8 +65,7 @@ impl Rule {
             None => {
                 has(&self.api_groups, &attrs.group)
                     && resource_matches(&self.resources, &attrs.resource, &attrs.subresource)
-                    && (self.resource_names.is_empty()
-                        || self.resource_names.iter().any(|n| *n == attrs.name))
+                    && (self.resource_names.is_empty() || self.resource_names.contains(&attrs.name))
             }
         }
     }

@@ -211,6 +211,24 @@ subjects:
         list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
         "{list}"
     );
+    // SubjectAccessReview / LocalSubjectAccessReview: the admin asks about alice.
+    let review = |kind: &str, ns: &str, verb: &str| {
+        let manifest = format!(
+            "{{\"apiVersion\": \"authorization.k8s.io/v1\", \"kind\": \"{kind}\", \"spec\": {{\"user\": \"alice\", \"resourceAttributes\": {{\"namespace\": \"{ns}\", \"verb\": \"{verb}\", \"resource\": \"pods\"}}}}}}"
+        );
+        let path = if kind == "SubjectAccessReview" {
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews".to_string()
+        } else {
+            format!("/apis/authorization.k8s.io/v1/namespaces/{ns}/localsubjectaccessreviews")
+        };
+        let out = server.ok_stdin(&["create", "--raw", &path, "-f", "-"], &manifest);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("review JSON");
+        assert_eq!(v["kind"], kind);
+        v["status"]["allowed"].as_bool()
+    };
+    assert_eq!(review("SubjectAccessReview", "team", "list"), Some(true));
+    assert_eq!(review("SubjectAccessReview", "team", "delete"), Some(false));
+    assert_eq!(review("LocalSubjectAccessReview", "team", "get"), Some(true));
     // Impersonation: the admin may act as alice (and sees her limits); alice may not
     // act as anyone.
     let as_alice = |ns: &str| {
@@ -560,6 +578,9 @@ fn a_node_reaches_only_its_own_pods_and_their_objects() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    node.ok(&["get", "lease", "n1", "-n", "kube-node-lease"]);
+    let err = node.fails(&["delete", "lease", "n2", "-n", "kube-node-lease"]);
+    assert!(err.contains("can only access node lease with the same name"), "{err}");
     // Pods: only mirror pods bound to itself; its pods' status; deletes of its pods.
     let pod = |name: &str, node: &str, mirror: bool| {
         let ann = if mirror {

@@ -241,6 +241,15 @@ impl NodeAuthorizer {
         let name = single.unwrap_or(attrs.name.as_str());
         let reads_one = attrs.verb == "get" || single.is_some();
         let (ns, sub) = (attrs.namespace.as_str(), attrs.subresource.as_str());
+        if attrs.group == "coordination.k8s.io" && attrs.resource == "leases" {
+            // Its own Lease only (a create names it in the body: NodeRestriction checks).
+            if ns != "kube-node-lease" || (attrs.verb != "create" && attrs.name != node) {
+                return NodeDecision::NoOpinion(Some(
+                    "can only access node lease with the same name as the requesting node"
+                        .into(),
+                ));
+            }
+        }
         if !attrs.group.is_empty() {
             return self.static_rules(attrs);
         }
@@ -448,6 +457,11 @@ mod tests {
             authz.decide(&a, &get("nodes", "", "b")),
             NodeDecision::Allow
         );
+        let mut lease = get("leases", "kube-node-lease", "a");
+        lease.group = "coordination.k8s.io".into();
+        assert_eq!(authz.decide(&a, &lease), NodeDecision::Allow);
+        lease.name = "b".into();
+        assert_ne!(authz.decide(&a, &lease), NodeDecision::Allow);
         // Not a node: no opinion at all.
         let user = UserInfo::new("system:node:a", &[]);
         assert_eq!(

@@ -353,13 +353,14 @@ fn render(
             cell(&row.rbac, 0.99),
         ));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The repository root: the pathspec below is relative to it.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     out.push_str(&format!(
         "\nMachine: {}. Load average before / after: {} / {}. Revision: {}.{}\n\nRerun: `{RERUN}`.\n",
         machine(),
         load.0,
         load.1,
-        git_revision(root, &["crates"]),
+        git_revision(&root, &["crates"]),
         if quick { " (--quick: smaller run)" } else { "" },
     ));
     out

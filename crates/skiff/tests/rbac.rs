@@ -228,7 +228,10 @@ subjects:
     };
     assert_eq!(review("SubjectAccessReview", "team", "list"), Some(true));
     assert_eq!(review("SubjectAccessReview", "team", "delete"), Some(false));
-    assert_eq!(review("LocalSubjectAccessReview", "team", "get"), Some(true));
+    assert_eq!(
+        review("LocalSubjectAccessReview", "team", "get"),
+        Some(true)
+    );
     // Impersonation: the admin may act as alice (and sees her limits); alice may not
     // act as anyone.
     let as_alice = |ns: &str| {
@@ -580,7 +583,10 @@ fn a_node_reaches_only_its_own_pods_and_their_objects() {
     );
     node.ok(&["get", "lease", "n1", "-n", "kube-node-lease"]);
     let err = node.fails(&["delete", "lease", "n2", "-n", "kube-node-lease"]);
-    assert!(err.contains("can only access node lease with the same name"), "{err}");
+    assert!(
+        err.contains("can only access node lease with the same name"),
+        "{err}"
+    );
     // Pods: only mirror pods bound to itself; its pods' status; deletes of its pods.
     let pod = |name: &str, node: &str, mirror: bool| {
         let ann = if mirror {

@@ -245,8 +245,7 @@ impl NodeAuthorizer {
             // Its own Lease only (a create names it in the body: NodeRestriction checks).
             if ns != "kube-node-lease" || (attrs.verb != "create" && attrs.name != node) {
                 return NodeDecision::NoOpinion(Some(
-                    "can only access node lease with the same name as the requesting node"
-                        .into(),
+                    "can only access node lease with the same name as the requesting node".into(),
                 ));
             }
         }

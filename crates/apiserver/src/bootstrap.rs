@@ -1,7 +1,8 @@
 //! What exists from the start, as on upstream clusters: the namespaces `default`,
 //! `kube-system`, `kube-public` and `kube-node-lease`, the `kubernetes` Service in
 //! `default` (the first service address), and the system PriorityClasses
-//! `system-cluster-critical` and `system-node-critical`. Created if missing, on every start, through the
+//! `system-cluster-critical` and `system-node-critical`; the default RBAC policy
+//! (`auth/reconcile.rs`). Created if missing, on every start, through the
 //! same prepare/validate path as API requests; retried until the store answers.
 
 use std::sync::atomic::Ordering;
@@ -15,7 +16,7 @@ use crate::resources::{find, Context};
 use crate::storage::object_key;
 use crate::{lifecycle, App};
 
-async fn ensure(
+pub(crate) async fn ensure(
     app: &App,
     group: &str,
     plural: &str,
@@ -68,6 +69,7 @@ async fn bootstrap(app: &App) -> Result<(), ApiError> {
         });
         ensure(app, "scheduling.k8s.io", "priorityclasses", "", class).await?;
     }
+    crate::auth::reconcile::bootstrap(app).await?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod audit;
+mod admission_node;
 pub mod auth;
 mod bootstrap;
 mod crd;
@@ -97,6 +98,8 @@ pub struct Config {
     /// Audit policy (`--audit-policy-file`) and where events go; no audit log without both.
     pub audit_policy_file: Option<PathBuf>,
     pub audit_log: Option<audit::LogOptions>,
+    /// `--authorization-mode`: the authorizers asked in order (`Node,RBAC` by default).
+    pub authorization_modes: Vec<auth::Mode>,
 }
 
 impl Config {
@@ -118,6 +121,7 @@ impl Config {
             encryption_provider_config: None,
             audit_policy_file: None,
             audit_log: None,
+            authorization_modes: auth::chain::default_modes(),
         }
     }
 }
@@ -130,6 +134,10 @@ pub struct App {
     pub authn: auth::Authenticator,
     pub authz: Box<dyn auth::Authorizer>,
     pub audit: Option<audit::Auditor>,
+    /// RBAC's in-memory policy and the Node authorizer's graph (also used by escalation
+    /// checks and SelfSubjectRulesReview).
+    pub rbac: Arc<auth::Rbac>,
+    pub node_authz: Arc<auth::NodeAuthorizer>,
     pub metrics: metrics::Metrics,
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
@@ -274,14 +282,25 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         _ => None,
     };
     let cache = watchcache::WatchCache::new(store.clone());
+    let rbac = auth::Rbac::new();
+    let node_authz = auth::NodeAuthorizer::new();
+    rbac.spawn_feed(cache.clone());
+    node_authz.spawn_feed(cache.clone());
+    let authz = auth::Chain {
+        modes: config.authorization_modes.clone(),
+        node: node_authz.clone(),
+        rbac: rbac.clone(),
+    };
     let app = Arc::new(App {
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
         storage,
         cache: cache.clone(),
         authn: auth::Authenticator { tokens },
-        authz: Box::new(auth::MastersOnly),
         audit: auditor,
+        authz: Box::new(authz),
+        rbac,
+        node_authz,
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),

@@ -62,20 +62,30 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok());
         match app.authn.authenticate(cert_user, authorization) {
             None => ErrorResponse(ApiError::unauthorized()).into_response(),
-            Some(user) => match app
-                .audit
-                .as_ref()
-                .and_then(|a| a.begin(&user, &info, &parts))
-            {
-                None => authorized(&app, user, info, parts, &query, body).await,
-                Some(mut record) => match record.received(&parts.headers, body).await {
-                    Err(resp) => record.respond(resp).await,
-                    Ok(body) => {
-                        let resp = authorized(&app, user, info, parts, &query, body).await;
-                        record.respond(resp).await
-                    }
-                },
-            },
+            Some(user) => {
+                let user = match crate::auth::impersonate::apply(
+                    app.authz.as_ref(),
+                    user,
+                    &parts.headers,
+                ) {
+                    Ok(user) => user,
+                    Err(err) => return ErrorResponse(err).into_response(),
+                };
+                match app
+                    .audit
+                    .as_ref()
+                    .and_then(|a| a.begin(&user, &info, &parts))
+                {
+                    None => authorized(&app, user, info, parts, &query, body).await,
+                    Some(mut record) => match record.received(&parts.headers, body).await {
+                        Err(resp) => record.respond(resp).await,
+                        Ok(body) => {
+                            let resp = authorized(&app, user, info, parts, &query, body).await;
+                            record.respond(resp).await
+                        }
+                    },
+                }
+            }
         }
     };
     let mut resp = resp;
@@ -111,6 +121,9 @@ async fn authorized(
         subresource: info.subresource.clone(),
         name: info.name.clone(),
         path: (!info.is_resource).then(|| info.path.clone()),
+        field_selector: crate::http::query_map(query)
+            .remove("fieldSelector")
+            .unwrap_or_default(),
     };
     if let Decision::Deny(why) = app.authz.authorize(&user, &attrs) {
         let err = if info.is_resource {
@@ -127,6 +140,9 @@ async fn authorized(
     if !info.is_resource {
         return non_resource(app, &info.path, &parts.headers);
     }
+    if crate::auth::review::is_review(&info) {
+        return crate::auth::review::serve(app, &user, &info, &parts.headers, body).await;
+    }
     // Long-running watches are not counted against the in-flight limit, as upstream.
     let _permit = if info.verb == "watch" {
         None
@@ -136,7 +152,7 @@ async fn authorized(
             Err(_) => return ErrorResponse(ApiError::too_many_requests(1)).into_response(),
         }
     };
-    handlers::dispatch(app.clone(), info, parts.headers, query, body).await
+    handlers::dispatch(app.clone(), user, info, parts.headers, query, body).await
 }
 
 fn health(app: &App, path: &str) -> Response {

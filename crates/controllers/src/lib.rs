@@ -8,6 +8,7 @@
 
 pub mod util;
 
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -127,6 +128,10 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
     ("resourcequota", resourcequota::controller),
     ("disruption", disruption::controller),
     ("horizontalpodautoscaling", podautoscaler::controller),
+    (
+        "clusterrole-aggregation",
+        clusterroleaggregation::controller,
+    ),
 ];
 
 /// Runs the named loops (all when `only` is empty) until `shutdown`.

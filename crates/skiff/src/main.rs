@@ -265,6 +265,10 @@ struct ServerArgs {
     /// Days rotated audit log files are kept (0: no limit).
     #[arg(long, default_value_t = 0)]
     audit_log_maxage: u64,
+    /// Authorizers asked in order (kube-apiserver's flag): Node, RBAC, AlwaysAllow,
+    /// AlwaysDeny. `system:masters` is always allowed.
+    #[arg(long, default_value = "Node,RBAC")]
+    authorization_mode: String,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -319,6 +323,9 @@ async fn server(args: ServerArgs) -> Result<()> {
         ),
         (None, None) => {}
     }
+    config.authorization_modes =
+        skiff_apiserver::auth::chain::parse_modes(&args.authorization_mode)
+            .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,

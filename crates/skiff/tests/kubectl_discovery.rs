@@ -302,7 +302,6 @@ fn oversize_bodies_are_413_and_the_server_keeps_serving() {
 /// `kubectl auth can-i` (SelfSubjectAccessReview) and `kubectl auth whoami`
 /// (SelfSubjectReview): how users check what the admin kubeconfig may do.
 #[test]
-#[ignore = "SelfSubjectAccessReview/SelfSubjectReview arrive with RBAC (issue 4); run with --ignored to check"]
 fn auth_can_i_and_whoami() {
     let server = Server::start();
     assert_eq!(

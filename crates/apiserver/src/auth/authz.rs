@@ -14,6 +14,9 @@ pub struct Attributes {
     pub name: String,
     /// Set for requests that are not about a resource (`/healthz`, `/version`).
     pub path: Option<String>,
+    /// A list or watch's field selector (the Node authorizer lets a node list only its
+    /// own pods, and read one secret by a `metadata.name` selector).
+    pub field_selector: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,11 +1,24 @@
 //! Who is asking (authentication) and whether they may (authorization). Both are steps
-//! of the request pipeline; the authorizer is a trait so RBAC can replace the built-in one.
+//! of the request pipeline; the authorizer is a trait, and the server uses the chain of
+//! `--authorization-mode` (Node, RBAC, ...) behind it.
 
 mod authn;
 mod authz;
+pub mod chain;
+pub mod escalation;
+pub mod impersonate;
+pub mod node;
+pub mod policy;
+pub mod rbac;
+pub mod reconcile;
+pub mod review;
+pub mod rules;
 
 pub use authn::{identity_from_cert, Authenticator, TokenFile};
-pub use authz::{Attributes, Authorizer, Decision, MastersOnly};
+pub use authz::{denial, Attributes, Authorizer, Decision, MastersOnly};
+pub use chain::{Chain, Mode};
+pub use node::NodeAuthorizer;
+pub use rbac::Rbac;
 
 /// An authenticated user, as upstream's `user.Info`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,6 +23,8 @@ use crate::App;
 /// Everything a handler needs about one request.
 pub struct Req {
     pub app: Arc<App>,
+    /// Who asks (for admission that depends on it: RBAC escalation, NodeRestriction).
+    pub user: crate::auth::UserInfo,
     pub info: RequestInfo,
     pub def: &'static ResourceDef,
     pub query: HashMap<String, String>,
@@ -49,12 +51,13 @@ impl Req {
 /// Dispatches an authenticated, authorized resource request.
 pub async fn dispatch(
     app: Arc<App>,
+    user: crate::auth::UserInfo,
     info: RequestInfo,
     headers: HeaderMap,
     query: &str,
     body: Body,
 ) -> Response {
-    let result = route(app, info, headers, query, body).await;
+    let result = route(app, user, info, headers, query, body).await;
     match result {
         Ok(resp) => resp,
         Err(err) => axum::response::IntoResponse::into_response(err),
@@ -63,6 +66,7 @@ pub async fn dispatch(
 
 async fn route(
     app: Arc<App>,
+    user: crate::auth::UserInfo,
     info: RequestInfo,
     headers: HeaderMap,
     query: &str,
@@ -80,6 +84,7 @@ async fn route(
     }
     let req = Req {
         app,
+        user,
         info,
         def,
         query: crate::http::query_map(query),

@@ -229,6 +229,8 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
         }
         let name = meta::name(&candidate).to_string();
         invalid(req, &name, errs)?;
+        crate::admission_node::admit(&req.user, req.def, &candidate, None)?;
+        crate::auth::escalation::check(&req.app, &req.user, req.def, &candidate, None).await?;
         if req.dry_run() {
             return Ok((StatusCode::CREATED, candidate));
         }
@@ -357,6 +359,8 @@ pub async fn write_with(
             errs.extend(req.def.hooks.validate_update(&new, &current, &ctx));
         }
         invalid(req, &req.info.name, errs)?;
+        crate::admission_node::admit(&req.user, req.def, &new, Some(&current))?;
+        crate::auth::escalation::check(&req.app, &req.user, req.def, &new, Some(&current)).await?;
         if lifecycle::unchanged(&new, &current) && !req.app.storage.stale(&key).await {
             return Ok(current);
         }

@@ -123,7 +123,7 @@ async fn authorized(
             Err(_) => return ErrorResponse(ApiError::too_many_requests(1)).into_response(),
         }
     };
-    handlers::dispatch(app.clone(), info, parts.headers, query, body).await
+    handlers::dispatch(app.clone(), user, info, parts.headers, query, body).await
 }
 
 fn health(app: &App, path: &str) -> Response {

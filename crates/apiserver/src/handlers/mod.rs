@@ -27,6 +27,8 @@ pub struct Req {
     pub def: &'static ResourceDef,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
+    /// Who is asking (admission plugins and webhooks see it).
+    pub user: crate::auth::UserInfo,
 }
 
 impl Req {
@@ -49,12 +51,13 @@ impl Req {
 /// Dispatches an authenticated, authorized resource request.
 pub async fn dispatch(
     app: Arc<App>,
+    user: crate::auth::UserInfo,
     info: RequestInfo,
     headers: HeaderMap,
     query: &str,
     body: Body,
 ) -> Response {
-    let result = route(app, info, headers, query, body).await;
+    let result = route(app, user, info, headers, query, body).await;
     match result {
         Ok(resp) => resp,
         Err(err) => axum::response::IntoResponse::into_response(err),
@@ -63,6 +66,7 @@ pub async fn dispatch(
 
 async fn route(
     app: Arc<App>,
+    user: crate::auth::UserInfo,
     info: RequestInfo,
     headers: HeaderMap,
     query: &str,
@@ -83,6 +87,7 @@ async fn route(
         def,
         query: crate::http::query_map(query),
         headers,
+        user,
     };
     match (req.info.verb.as_str(), sub.as_str()) {
         ("get", "" | "status") => read::get(&req).await,

@@ -11,8 +11,10 @@
 //! Errors are `ApiError`s as upstream's plugins return them (mostly 403 Forbidden);
 //! warnings (`Warning:` headers) and audit annotations are collected on the [`Context`].
 
+mod limitranger;
 mod namespace;
 mod priority;
+mod storageclass;
 mod tolerations;
 
 use std::collections::BTreeMap;
@@ -33,14 +35,14 @@ pub use tolerations::{DefaultTolerationSeconds, NOT_READY_TAINT, UNREACHABLE_TAI
 fn plugins() -> Vec<Box<dyn Plugin>> {
     vec![
         Box::new(namespace::NamespaceLifecycle),
-        // LimitRanger goes here.
+        Box::new(limitranger::LimitRanger),
         // ServiceAccount goes here.
         // NodeRestriction goes here.
         // PodSecurity goes here.
         Box::new(priority::Priority),
         Box::new(tolerations::DefaultTolerations),
-        // DefaultStorageClass, MutatingAdmissionWebhook, ValidatingAdmissionWebhook and
-        // ResourceQuota go here.
+        Box::new(storageclass::DefaultStorageClass),
+        // MutatingAdmissionWebhook, ValidatingAdmissionWebhook and ResourceQuota go here.
     ]
 }
 

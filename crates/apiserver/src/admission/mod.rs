@@ -14,6 +14,7 @@
 mod limitranger;
 mod namespace;
 mod priority;
+mod quota;
 mod storageclass;
 mod tolerations;
 
@@ -42,7 +43,8 @@ fn plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(priority::Priority),
         Box::new(tolerations::DefaultTolerations),
         Box::new(storageclass::DefaultStorageClass),
-        // MutatingAdmissionWebhook, ValidatingAdmissionWebhook and ResourceQuota go here.
+        // MutatingAdmissionWebhook and ValidatingAdmissionWebhook go here.
+        Box::new(quota::ResourceQuota),
     ]
 }
 

@@ -13,6 +13,7 @@
 
 mod limitranger;
 mod namespace;
+mod podsecurity;
 mod priority;
 mod quota;
 mod storageclass;
@@ -39,7 +40,7 @@ fn plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(limitranger::LimitRanger),
         // ServiceAccount goes here.
         // NodeRestriction goes here.
-        // PodSecurity goes here.
+        Box::new(podsecurity::PodSecurity),
         Box::new(priority::Priority),
         Box::new(tolerations::DefaultTolerations),
         Box::new(storageclass::DefaultStorageClass),

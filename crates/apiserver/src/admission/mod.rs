@@ -18,6 +18,7 @@ mod priority;
 mod quota;
 mod storageclass;
 mod tolerations;
+mod webhook;
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
@@ -44,7 +45,8 @@ fn plugins() -> Vec<Box<dyn Plugin>> {
         Box::new(priority::Priority),
         Box::new(tolerations::DefaultTolerations),
         Box::new(storageclass::DefaultStorageClass),
-        // MutatingAdmissionWebhook and ValidatingAdmissionWebhook go here.
+        Box::new(webhook::MutatingWebhooks::default()),
+        Box::new(webhook::ValidatingWebhooks::default()),
         Box::new(quota::ResourceQuota),
     ]
 }

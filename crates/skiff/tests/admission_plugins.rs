@@ -126,32 +126,42 @@ fn resource_quota_refuses_the_create_that_would_exceed_it() {
 fn racing_creates_cannot_exceed_a_quota() {
     let s = Server::start_with(&["--disable-scheduler"]);
     s.ok(&["create", "namespace", "race"]);
-    s.ok(&["create", "quota", "q", "-n", "race", "--hard=configmaps=3"]);
+    s.ok(&["create", "quota", "q", "-n", "race", "--hard=configmaps=5"]);
     wait_quota_synced(&s, "race", "q");
-    let results: Vec<(bool, String)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..10)
-            .map(|i| {
-                let s = &s;
-                scope.spawn(move || {
-                    let out = s.kubectl(&["create", "configmap", &format!("cm-{i}"), "-n", "race"]);
-                    (
-                        out.status.success(),
-                        String::from_utf8_lossy(&out.stderr).into_owned(),
-                    )
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    // 40 creates at once from 8 clients (own connections), so many reach the quota
+    // check together; only the compare-and-swap of its usage keeps them honest.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results: Vec<Result<(), kube::Error>> = rt.block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(support::kube_client(&s.kubeconfig).await);
+        }
+        let creates = (0..40).map(|i| {
+            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                kube::Api::namespaced(clients[i % clients.len()].clone(), "race");
+            async move {
+                let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
+                cm.metadata.name = Some(format!("cm-{i}"));
+                api.create(&Default::default(), &cm).await.map(|_| ())
+            }
+        });
+        futures::future::join_all(creates).await
     });
-    let created = results.iter().filter(|(ok, _)| *ok).count();
-    assert_eq!(created, 3, "{results:?}");
-    for (_, err) in results.iter().filter(|(ok, _)| !ok) {
-        assert!(err.contains("exceeded quota: q"), "{err}");
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 5, "{results:?}");
+    for err in results.iter().filter_map(|r| r.as_ref().err()) {
+        let text = err.to_string();
+        assert!(text.contains("exceeded quota: q"), "{text}");
     }
     let stored = s.ok(&["get", "configmaps", "-n", "race", "-o", "name"]);
-    // kube-root-ca.crt is not created here (no controller for it): only the three.
     let ours = stored.lines().filter(|l| l.contains("cm-")).count();
-    assert_eq!(ours, 3, "{stored}");
+    assert_eq!(ours, 5, "{stored}");
+    // kubectl sees the same refusal once the quota is full.
+    let err = s.fails(&["create", "configmap", "one-more", "-n", "race"]);
+    assert!(
+        err.contains("configmaps \"one-more\" is forbidden: exceeded quota: q, requested: configmaps=1, used: configmaps=5, limited: configmaps=5"),
+        "{err}"
+    );
 }
 
 const PRIVILEGED_POD: &str = r#"

@@ -69,8 +69,10 @@ fn enqueue_namespace(
     }
 }
 
-/// Counts `K` objects per namespace under `names`; creations and deletions requeue the
-/// namespace's quotas.
+/// Counts `K` objects per namespace under `names`; deletions requeue the namespace's
+/// quotas. Creations do not: ResourceQuota admission charged them already, and a recount
+/// racing creates in flight would erase charges of objects not stored yet, letting more
+/// through than the quota allows (upstream replenishes on deletions too, not creations).
 fn counted<K: Object>(
     ctx: &Ctx,
     quotas: &Informer<ResourceQuota>,
@@ -81,7 +83,7 @@ fn counted<K: Object>(
     let informer = ctx.informers.informer::<K>();
     let (q, qs) = (queue.clone(), quotas.clone());
     informer.on_change(move |c| {
-        if c.old.is_none() || c.new.is_none() {
+        if c.new.is_none() {
             enqueue_namespace(&qs, &q, c.object().meta().namespace.as_deref());
         }
     });
@@ -91,9 +93,11 @@ fn counted<K: Object>(
     }
 }
 
-/// Whether a pod change can change quota usage.
+/// Whether a pod change can change quota usage beyond what admission charged (a new
+/// pod was charged when it was created; see `counted`).
 fn pod_change_matters(old: Option<&Pod>, new: Option<&Pod>) -> bool {
     match (old, new) {
+        (None, Some(_)) => false,
         (Some(o), Some(n)) => {
             podutil::is_terminal(o) != podutil::is_terminal(n)
                 || o.metadata.deletion_timestamp != n.metadata.deletion_timestamp
@@ -130,6 +134,7 @@ pub fn controller(ctx: &Ctx) -> Loop {
     services.on_change(move |c| {
         let changed = match (&c.old, &c.new) {
             (Some(o), Some(n)) => o.spec != n.spec,
+            (None, Some(_)) => false, // charged by admission
             _ => true,
         };
         if changed {
@@ -140,6 +145,7 @@ pub fn controller(ctx: &Ctx) -> Loop {
     claims.on_change(move |c| {
         let changed = match (&c.old, &c.new) {
             (Some(o), Some(n)) => o.spec != n.spec,
+            (None, Some(_)) => false, // charged by admission
             _ => true,
         };
         if changed {

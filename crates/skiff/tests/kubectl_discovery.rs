@@ -118,6 +118,7 @@ fn api_versions_and_version() {
         "storage.k8s.io/v1",
         "apiextensions.k8s.io/v1",
         "certificates.k8s.io/v1",
+        "admissionregistration.k8s.io/v1",
     ] {
         assert!(versions.contains(&want), "{want} missing from:\n{out}");
     }

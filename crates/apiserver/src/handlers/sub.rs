@@ -146,6 +146,7 @@ pub async fn scale(req: &Req, body: Body) -> ApiResult {
             Ok(new)
         },
         pinned,
+        &crate::admission::Context::new(&req.app),
     )
     .await
     .map_err(|mut e| {

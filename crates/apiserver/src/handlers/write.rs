@@ -10,6 +10,7 @@ use skiff_api::{meta, ApiError, FieldErrors};
 
 use super::read::render_one;
 use super::Req;
+use crate::admission;
 use crate::http::{parse_body, read_body, ApiResult};
 use crate::lifecycle::{self, DeletePlan, UpdateScope};
 use crate::resources::Context;
@@ -115,76 +116,59 @@ fn with_warnings(
     resp
 }
 
-/// Namespace lifecycle admission: no new objects in a missing or terminating namespace.
-/// Priority admission: resolves a pod's priority from the cached PriorityClasses.
-fn admit_priority(req: &Req, pod: &mut Value) -> Result<(), ApiError> {
-    let Some(cache) = crate::resources::find("scheduling.k8s.io", "v1", "priorityclasses")
-        .and_then(|def| req.app.cache.resource(def))
-    else {
-        return Ok(());
-    };
-    let class = |name: &str| {
-        cache
-            .get(&skiff_store::keys::object_key(
-                "priorityclasses",
-                None,
-                name,
-            ))
-            .map(|o| o.value())
-    };
-    // Upstream picks the lowest-valued class when several claim globalDefault.
-    let default_class = || {
-        let (all, _) = cache.list(&crate::watchcache::Filter::default());
-        all.iter()
-            .map(|o| o.value())
-            .filter(|pc| pc.get("globalDefault").and_then(Value::as_bool) == Some(true))
-            .min_by_key(|pc| pc.get("value").and_then(Value::as_i64).unwrap_or(0))
-    };
-    crate::admission::resolve_priority(pod, class, default_class).map_err(|refused| {
-        ApiError::forbidden(&req.def.group_resource(), meta::name(pod), &refused.0)
-    })
+/// What admission needs to know about this request.
+fn attributes(
+    req: &Req,
+    operation: admission::Operation,
+    name: &str,
+    old: Option<&Value>,
+) -> admission::Attributes {
+    admission::Attributes {
+        operation,
+        group: req.def.group.to_string(),
+        version: req.def.version.to_string(),
+        resource: req.def.plural.to_string(),
+        subresource: req.info.subresource.clone(),
+        kind: req.def.kind.to_string(),
+        namespace: req.info.namespace.clone(),
+        name: name.to_string(),
+        user: req.user.clone(),
+        old_object: old.cloned(),
+        dry_run: req.dry_run(),
+        options: options(req, operation),
+    }
 }
 
-async fn admit_namespace(req: &Req) -> Result<(), ApiError> {
-    if !req.def.namespaced {
-        return Ok(());
-    }
-    let ns = &req.info.namespace;
-    let key = skiff_store::keys::object_key("namespaces", None, ns);
-    let namespaces =
-        crate::resources::find("", "v1", "namespaces").ok_or_else(ApiError::path_not_found)?;
-    // The phase is what upstream's NamespaceLifecycle checks, and the cache indexes it
-    // (a field selector), so the common case parses nothing.
-    let cached = req
-        .app
-        .cache
-        .resource(namespaces)
-        .and_then(|c| c.get(&key))
-        .map(|o| o.fields.get("status.phase").cloned().unwrap_or_default());
-    // The cache may lag a namespace created a moment ago: confirm a miss in the store.
-    let phase = match cached {
-        Some(phase) => Some(phase),
-        None => req.app.storage.get(&key).await?.map(|n| {
-            n.pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        }),
+/// The request's options object, as webhooks receive it.
+fn options(req: &Req, operation: admission::Operation) -> Value {
+    let kind = match operation {
+        admission::Operation::Create => "CreateOptions",
+        admission::Operation::Update => "UpdateOptions",
+        admission::Operation::Delete => "DeleteOptions",
+        admission::Operation::Connect => return Value::Null,
     };
-    match phase.as_deref() {
-        None => Err(ApiError::not_found(
-            &skiff_api::GroupResource::new("", "namespaces"),
-            ns,
-        )),
-        Some("Terminating") => Err(ApiError::forbidden(
-            &req.def.group_resource(),
-            ns,
-            &format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            ),
-        )),
-        Some(_) => Ok(()),
+    let mut opts = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    if req.dry_run() {
+        opts["dryRun"] = json!(["All"]);
     }
+    if let Some(manager) = req.param("fieldManager") {
+        opts["fieldManager"] = json!(manager);
+    }
+    opts
+}
+
+/// Admission warnings as `Warning:` headers (`299 - "text"`, as upstream).
+fn with_admission_warnings(
+    mut resp: axum::response::Response,
+    adm: &admission::Context<'_>,
+) -> axum::response::Response {
+    for text in adm.warnings() {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 fn invalid(req: &Req, name: &str, errs: FieldErrors) -> Result<(), ApiError> {
@@ -199,13 +183,23 @@ pub async fn create(req: &Req, body: Body) -> ApiResult {
     let bytes = read_body(body).await?;
     let raw = parse_body(&req.headers, &bytes)?;
     let (obj, unknown) = decode_object(req, raw)?;
-    let (code, stored) = create_object(req, obj).await?;
-    Ok(with_warnings(render_one(req, code, &stored), &unknown, req))
+    let adm = admission::Context::new(&req.app);
+    let (code, stored) = create_object(req, obj, &adm).await?;
+    let resp = with_warnings(render_one(req, code, &stored), &unknown, req);
+    Ok(with_admission_warnings(resp, &adm))
 }
 
-/// The create pipeline after decoding: admission, prepare, validate, store.
-pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value), ApiError> {
-    admit_namespace(req).await?;
+/// The create pipeline after decoding: prepare, mutating admission, validate, validating
+/// admission, store.
+pub async fn create_object(
+    req: &Req,
+    obj: Value,
+    adm: &admission::Context<'_>,
+) -> Result<(StatusCode, Value), ApiError> {
+    if req.def.namespaced {
+        let attrs = attributes(req, admission::Operation::Create, meta::name(&obj), None);
+        admission::check_namespace(adm, &attrs).await?;
+    }
     let generate = meta::name(&obj).is_empty() && !meta::generate_name(&obj).is_empty();
     let ctx = context(req);
     for _ in 0..RETRIES {
@@ -216,21 +210,17 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
         }
         lifecycle::prepare_create(req.def, &mut candidate, &req.info.namespace);
         req.def.hooks.prepare_create(&mut candidate, &ctx);
-        if req.def.group.is_empty() && req.def.plural == "pods" {
-            crate::admission::default_toleration_seconds(
-                &mut candidate,
-                req.app.config.default_toleration_seconds,
-            );
-            admit_priority(req, &mut candidate)?;
-        }
+        let name = meta::name(&candidate).to_string();
+        let attrs = attributes(req, admission::Operation::Create, &name, None);
+        admission::mutate(adm, &attrs, &mut candidate).await?;
         let mut errs = lifecycle::validate_metadata(req.def, &candidate);
         if errs.is_empty() {
             errs.extend(req.def.hooks.validate(&candidate, &ctx));
         }
-        let name = meta::name(&candidate).to_string();
         invalid(req, &name, errs)?;
         crate::admission_node::admit(&req.user, req.def, &candidate, None)?;
         crate::auth::escalation::check(&req.app, &req.user, req.def, &candidate, None).await?;
+        admission::validate(adm, &attrs, &candidate).await?;
         if req.dry_run() {
             return Ok((StatusCode::CREATED, candidate));
         }
@@ -303,17 +293,16 @@ pub async fn update(req: &Req, body: Body) -> ApiResult {
         .into());
     }
     let precondition = meta::resource_version(&obj).to_string();
+    let adm = admission::Context::new(&req.app);
     let stored = write_with(
         req,
         |_current| Ok(obj.clone()),
         (!precondition.is_empty()).then_some(precondition),
+        &adm,
     )
     .await?;
-    Ok(with_warnings(
-        render_one(req, StatusCode::OK, &stored),
-        &unknown,
-        req,
-    ))
+    let resp = with_warnings(render_one(req, StatusCode::OK, &stored), &unknown, req);
+    Ok(with_admission_warnings(resp, &adm))
 }
 
 /// Reads the current object, derives the new one with `change`, and writes it guarded by
@@ -322,6 +311,7 @@ pub async fn write_with(
     req: &Req,
     change: impl Fn(&Value) -> Result<Value, ApiError>,
     precondition: Option<String>,
+    adm: &admission::Context<'_>,
 ) -> Result<Value, ApiError> {
     let key = req.key(&req.info.name);
     let gr = req.def.group_resource();
@@ -354,6 +344,13 @@ pub async fn write_with(
                 req.def.hooks.prepare_update(&mut new, &current);
             }
         }
+        let attrs = attributes(
+            req,
+            admission::Operation::Update,
+            &req.info.name,
+            Some(&current),
+        );
+        admission::mutate(adm, &attrs, &mut new).await?;
         let mut errs = lifecycle::validate_metadata(req.def, &new);
         if errs.is_empty() {
             errs.extend(req.def.hooks.validate_update(&new, &current, &ctx));
@@ -364,6 +361,7 @@ pub async fn write_with(
         if lifecycle::unchanged(&new, &current) && !req.app.storage.stale(&key).await {
             return Ok(current);
         }
+        admission::validate(adm, &attrs, &new).await?;
         if req.dry_run() {
             return Ok(new);
         }
@@ -446,6 +444,7 @@ pub async fn patch(req: &Req, body: Body) -> ApiResult {
         return apply(req, patch_body).await;
     }
     let patch_kind = kind.clone();
+    let adm = admission::Context::new(&req.app);
     let pinned = match &patch_body {
         Value::Object(_) => patch_body
             .pointer("/metadata/resourceVersion")
@@ -464,9 +463,13 @@ pub async fn patch(req: &Req, body: Body) -> ApiResult {
             Ok(obj)
         },
         pinned,
+        &adm,
     )
     .await?;
-    Ok(render_one(req, StatusCode::OK, &stored))
+    Ok(with_admission_warnings(
+        render_one(req, StatusCode::OK, &stored),
+        &adm,
+    ))
 }
 
 /// Server-side apply: the applied configuration creates the object or is merged onto it
@@ -489,12 +492,14 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
     let now = lifecycle::now_rfc3339();
     let (kind, api_version) = (req.def.kind, req.def.api_version());
     let key = req.key(&req.info.name);
+    let adm = admission::Context::new(&req.app);
     if req.app.storage.get(&key).await?.is_none() {
         let mut obj = config.clone();
         crate::ssa::record(None, &mut obj, &config, &manager, kind, &api_version, &now);
         let (obj, unknown) = decode_object(req, obj)?;
-        let (code, stored) = create_object(req, obj).await?;
-        return Ok(with_warnings(render_one(req, code, &stored), &unknown, req));
+        let (code, stored) = create_object(req, obj, &adm).await?;
+        let resp = with_warnings(render_one(req, code, &stored), &unknown, req);
+        return Ok(with_admission_warnings(resp, &adm));
     }
     let stored = write_with(
         req,
@@ -531,9 +536,13 @@ async fn apply(req: &Req, config: Value) -> ApiResult {
             Ok(decode_object(req, merged)?.0)
         },
         None,
+        &adm,
     )
     .await?;
-    Ok(render_one(req, StatusCode::OK, &stored))
+    Ok(with_admission_warnings(
+        render_one(req, StatusCode::OK, &stored),
+        &adm,
+    ))
 }
 
 /// DeleteOptions from the body (if any) and the query.
@@ -626,6 +635,8 @@ async fn delete_one(req: &Req, name: &str, opts: &DeleteOptions) -> Result<Value
                 return Err(ApiError::conflict(&gr, name, &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rv}")));
             }
         }
+        let attrs = attributes(req, admission::Operation::Delete, name, Some(&current));
+        admission::validate(&admission::Context::new(&req.app), &attrs, &Value::Null).await?;
         if req.dry_run() {
             return Ok(current);
         }

@@ -90,6 +90,8 @@ pub static KINDS: std::sync::LazyLock<Vec<KindSchema>> = std::sync::LazyLock::ne
             "v1",
             "CustomResourceDefinition",
         ),
+        k::<admissionregistration::v1::MutatingWebhookConfiguration>("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration"),
+        k::<admissionregistration::v1::ValidatingWebhookConfiguration>("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"),
         k::<certificates::v1::CertificateSigningRequest>("certificates.k8s.io", "v1", "CertificateSigningRequest"),
     ]
 });

@@ -2,6 +2,7 @@
 //! decoded (`Codec`) and what is special about it (`Hooks`). Adding a resource is one entry
 //! here plus, if it needs any, one small hooks module.
 
+mod admissionregistration;
 mod apiext;
 mod apps;
 mod autoscaling;
@@ -242,6 +243,8 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<rbac::v1::ClusterRole>(d!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::ClusterRoles),
         def::<rbac::v1::ClusterRoleBinding>(d!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", ns=false, short=NONE, cat=NONE, sub=NONE, gen=false), self::rbac::Bindings { cluster: true }),
         def::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(d!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", ns=false, short=&["crd", "crds"], cat=&["api-extensions"], sub=STATUS, gen=true), self::apiext::CustomResourceDefinitions),
+        def::<admissionregistration::v1::MutatingWebhookConfiguration>(d!("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration", "MutatingWebhookConfiguration", ns=false, short=NONE, cat=&["api-extensions"], sub=NONE, gen=true), self::admissionregistration::WebhookConfigurations { mutating: true }),
+        def::<admissionregistration::v1::ValidatingWebhookConfiguration>(d!("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "validatingwebhookconfiguration", "ValidatingWebhookConfiguration", ns=false, short=NONE, cat=&["api-extensions"], sub=NONE, gen=true), self::admissionregistration::WebhookConfigurations { mutating: false }),
         def::<certificates::v1::CertificateSigningRequest>(d!("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", ns=false, short=&["csr"], cat=NONE, sub=&["status", "approval"], gen=false), self::apiext::CertificateSigningRequests),
     ]
 });

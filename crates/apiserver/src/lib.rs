@@ -86,6 +86,11 @@ pub struct Config {
     pub max_inflight: usize,
     /// Tolerations for the node lifecycle taints that pods get by default.
     pub default_toleration_seconds: admission::DefaultTolerationSeconds,
+    /// `iss` of service account tokens (`--service-account-issuer`); upstream's in-cluster
+    /// URL when not set.
+    pub service_account_issuer: Option<String>,
+    /// Audiences tokens must name (`--api-audiences`); the issuer when empty.
+    pub api_audiences: Vec<String>,
 }
 
 impl Config {
@@ -104,6 +109,8 @@ impl Config {
             tls_sans: Vec::new(),
             max_inflight: 600,
             default_toleration_seconds: Default::default(),
+            service_account_issuer: None,
+            api_audiences: Vec::new(),
         }
     }
 }
@@ -119,6 +126,8 @@ pub struct App {
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// The cluster CA certificate (PEM), served at `/cacerts`.
+    pub ca_cert_pem: String,
 }
 
 impl App {
@@ -210,17 +219,45 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Some(path) => auth::TokenFile::load(path)?,
         None => auth::TokenFile::default(),
     };
+    let service_accounts = {
+        let dir = tls_dir.clone();
+        let key = tokio::task::spawn_blocking(move || auth::sa_token::SigningKey::ensure(&dir))
+            .await
+            .map_err(|e| ServerError::Tls(e.to_string()))??;
+        let issuer = config
+            .service_account_issuer
+            .clone()
+            .unwrap_or_else(|| auth::sa_token::default_issuer(&config.cluster_domain));
+        let audiences = if config.api_audiences.is_empty() {
+            vec![issuer.clone()]
+        } else {
+            config.api_audiences.clone()
+        };
+        auth::ServiceAccountTokens {
+            key,
+            issuer,
+            audiences,
+        }
+    };
     let cache = watchcache::WatchCache::new(store.clone());
     let app = Arc::new(App {
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
         storage: storage::Storage { store },
         cache: cache.clone(),
-        authn: auth::Authenticator { tokens },
-        authz: Box::new(auth::MastersOnly),
+        authn: auth::Authenticator {
+            tokens,
+            service_accounts: Some(service_accounts),
+            bootstrap_tokens: true,
+        },
+        authz: Box::new(auth::FirstAllow(vec![
+            Box::new(auth::BootstrapPolicy),
+            Box::new(auth::MastersOnly),
+        ])),
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
+        ca_cert_pem: pki.ca_cert_pem.clone(),
     });
     tokio::spawn(cache.run());
     // As kube-apiserver does: keep five minutes of history for watches and old reads.

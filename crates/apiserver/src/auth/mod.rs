@@ -3,9 +3,14 @@
 
 mod authn;
 mod authz;
+mod bootstrap_policy;
+pub mod bootstrap_token;
+pub mod oidc;
+pub mod sa_token;
 
-pub use authn::{identity_from_cert, Authenticator, TokenFile};
+pub use authn::{identity_from_cert, Authenticator, Objects, ServiceAccountTokens, TokenFile};
 pub use authz::{Attributes, Authorizer, Decision, MastersOnly};
+pub use bootstrap_policy::{BootstrapPolicy, FirstAllow};
 
 /// An authenticated user, as upstream's `user.Info`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +18,8 @@ pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (service account tokens' pod and credential ids, as upstream).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -26,6 +33,7 @@ impl UserInfo {
             name: name.to_string(),
             uid: String::new(),
             groups,
+            extra: Default::default(),
         }
     }
 

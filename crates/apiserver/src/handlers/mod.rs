@@ -2,8 +2,10 @@
 //! verb. Reads (`read.rs`), writes (`write.rs`), watches (`watch.rs`) and subresources
 //! (`sub.rs`) each live in their own module.
 
+mod csr;
 mod read;
 mod sub;
+mod token_request;
 mod watch;
 mod write;
 
@@ -27,6 +29,8 @@ pub struct Req {
     pub def: &'static ResourceDef,
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
+    /// Who is asking (CSRs record it; TokenRequest does not need it).
+    pub user: crate::auth::UserInfo,
 }
 
 impl Req {
@@ -53,8 +57,9 @@ pub async fn dispatch(
     headers: HeaderMap,
     query: &str,
     body: Body,
+    user: crate::auth::UserInfo,
 ) -> Response {
-    let result = route(app, info, headers, query, body).await;
+    let result = route(app, info, headers, query, body, user).await;
     match result {
         Ok(resp) => resp,
         Err(err) => axum::response::IntoResponse::into_response(err),
@@ -67,6 +72,7 @@ async fn route(
     headers: HeaderMap,
     query: &str,
     body: Body,
+    user: crate::auth::UserInfo,
 ) -> ApiResult {
     let def = resources::find(&info.group, &info.version, &info.resource)
         .ok_or_else(ApiError::path_not_found)?;
@@ -83,6 +89,7 @@ async fn route(
         def,
         query: crate::http::query_map(query),
         headers,
+        user,
     };
     match (req.info.verb.as_str(), sub.as_str()) {
         ("get", "" | "status") => read::get(&req).await,
@@ -96,6 +103,7 @@ async fn route(
         ("get" | "update" | "patch", "scale") => sub::scale(&req, body).await,
         ("create", "binding") => sub::binding(&req, body).await,
         ("create", "eviction") => sub::eviction(&req, body).await,
+        ("create", "token") => token_request::create(&req, body).await,
         ("update", "finalize" | "approval") => write::update(&req, body).await,
         _ => Err(ErrorResponse(ApiError::method_not_allowed())),
     }

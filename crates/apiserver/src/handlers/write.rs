@@ -216,6 +216,7 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
         }
         lifecycle::prepare_create(req.def, &mut candidate, &req.info.namespace);
         req.def.hooks.prepare_create(&mut candidate, &ctx);
+        super::csr::on_create(req, &mut candidate);
         if req.def.group.is_empty() && req.def.plural == "pods" {
             crate::admission::default_toleration_seconds(
                 &mut candidate,
@@ -351,6 +352,7 @@ pub async fn write_with(
             if scope(req) == UpdateScope::Main {
                 req.def.hooks.prepare_update(&mut new, &current);
             }
+            super::csr::on_update(req, &mut new, &current)?;
         }
         let mut errs = lifecycle::validate_metadata(req.def, &new);
         if errs.is_empty() {

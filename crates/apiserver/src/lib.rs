@@ -20,6 +20,7 @@ pub mod pki;
 mod request_info;
 pub mod resources;
 mod router;
+mod sa_admission;
 mod server;
 mod ssa;
 mod storage;

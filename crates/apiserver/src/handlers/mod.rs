@@ -22,6 +22,9 @@ use crate::request_info::RequestInfo;
 use crate::resources::{self, ResourceDef};
 use crate::App;
 
+/// expirationSeconds of the token ServiceAccount admission projects into pods.
+pub const ADMISSION_TOKEN_EXPIRATION: i64 = token_request::ADMISSION_EXPIRATION;
+
 /// Everything a handler needs about one request.
 pub struct Req {
     pub app: Arc<App>,

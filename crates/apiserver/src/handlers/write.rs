@@ -223,6 +223,7 @@ pub async fn create_object(req: &Req, obj: Value) -> Result<(StatusCode, Value),
                 req.app.config.default_toleration_seconds,
             );
             admit_priority(req, &mut candidate)?;
+            crate::sa_admission::admit(req.app.as_ref(), &mut candidate).await?;
         }
         let mut errs = lifecycle::validate_metadata(req.def, &candidate);
         if errs.is_empty() {

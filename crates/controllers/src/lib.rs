@@ -8,6 +8,7 @@
 
 pub mod util;
 
+pub mod certificates;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -21,10 +22,13 @@ pub mod podautoscaler;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tokencleaner;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +54,14 @@ pub struct Settings {
     pub workers: usize,
     /// Longest retry backoff for a failing key.
     pub max_retry_delay: Duration,
+    /// CA certificate and key the CSR signer signs with (`--cluster-signing-cert-file`,
+    /// `--cluster-signing-key-file`); without them approved requests stay unsigned.
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// Longest certificate the signer issues (`--cluster-signing-duration`, 1 year).
+    pub cluster_signing_duration: Duration,
+    /// CA published as `kube-root-ca.crt` in every namespace (`--root-ca-file`).
+    pub root_ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -61,6 +73,10 @@ impl Default for Settings {
             pod_gc_orphan_quarantine: Duration::from_secs(40),
             workers: 5,
             max_retry_delay: Duration::from_secs(60),
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
+            root_ca_file: None,
         }
     }
 }
@@ -116,6 +132,10 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
     ("resourcequota", resourcequota::controller),
     ("disruption", disruption::controller),
     ("horizontalpodautoscaling", podautoscaler::controller),
+    ("csrapproving", certificates::approving_controller),
+    ("csrsigning", certificates::signing_controller),
+    ("root-ca-cert-publisher", rootcacertpublisher::controller),
+    ("tokencleaner", tokencleaner::controller),
 ];
 
 /// Runs the named loops (all when `only` is empty) until `shutdown`.

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use skiff_runtime::CancellationToken;
 
 mod components;
+mod tokens;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
     /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
     /// heartbeats its Lease and runs the pods bound to it without containers.
     HollowNodes(HollowArgs),
+    /// Manage join tokens (bootstrap tokens) of a cluster: create, list, delete.
+    Token(tokens::TokenArgs),
 }
 
 #[derive(Args)]
@@ -153,15 +156,35 @@ struct LoopArgs {
     /// Terminated pods kept before the oldest are deleted.
     #[arg(long, default_value_t = 12500)]
     terminated_pod_gc_threshold: usize,
+    /// CA certificate the CSR signer signs with [server default: its own CA].
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// CA key the CSR signer signs with [server default: its own CA's key].
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// Longest validity of signed certificates (e.g. 8760h).
+    #[arg(long, default_value = "8760h")]
+    cluster_signing_duration: String,
+    /// CA published as the kube-root-ca.crt ConfigMap in every namespace [server
+    /// default: its own CA].
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl LoopArgs {
-    fn settings(&self) -> skiff_controllers::Settings {
-        skiff_controllers::Settings {
+    fn settings(&self) -> Result<skiff_controllers::Settings> {
+        let defaults = skiff_controllers::Settings::default();
+        Ok(skiff_controllers::Settings {
             node_monitor_grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
-            ..Default::default()
-        }
+            cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
+            cluster_signing_key_file: self.cluster_signing_key_file.clone(),
+            cluster_signing_duration: tokens::parse_duration(&self.cluster_signing_duration)
+                .context("--cluster-signing-duration")?
+                .unwrap_or(defaults.cluster_signing_duration),
+            root_ca_file: self.root_ca_file.clone(),
+            ..defaults
+        })
     }
 }
 
@@ -220,6 +243,16 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Join token nodes present (`<id>.<secret>` or `K10<CA hash>::<id>.<secret>`); one
+    /// is generated on first start when not given. Kept in <data-dir>/server/token.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// `iss` of service account tokens [default: https://kubernetes.default.svc.<domain>].
+    #[arg(long)]
+    service_account_issuer: Option<String>,
+    /// Audiences API tokens must name (comma-separated) [default: the issuer].
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -254,6 +287,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
     config.tls_sans = args.tls_san;
+    config.service_account_issuer = args.service_account_issuer.clone();
+    config.api_audiences = args.api_audiences.clone();
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,
@@ -284,6 +319,31 @@ async fn server(args: ServerArgs) -> Result<()> {
         running.address,
         running.kubeconfig.display()
     );
+    let admin = skiff_runtime::client::from_kubeconfig_file(&running.kubeconfig).await?;
+    let token_file = tokens::ensure_server_token(
+        &admin,
+        &data_dir,
+        &running.pki.ca_cert_pem,
+        args.token.as_deref(),
+    )
+    .await
+    .context("setting up the join token")?;
+    tracing::info!(
+        "Node join token is in {} (use it with `skiff agent --server https://<this host>:{} --token <token>`)",
+        token_file.display(),
+        running.address.port()
+    );
+    let tls_dir = data_dir.join("server").join("tls");
+    let mut loop_settings = args.loops.settings()?;
+    loop_settings
+        .cluster_signing_cert_file
+        .get_or_insert_with(|| tls_dir.join("ca.crt"));
+    loop_settings
+        .cluster_signing_key_file
+        .get_or_insert_with(|| tls_dir.join("ca.key"));
+    loop_settings
+        .root_ca_file
+        .get_or_insert_with(|| tls_dir.join("ca.crt"));
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
     if !args.disable_scheduler {
@@ -310,7 +370,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
         loops.push(tokio::spawn(components::controller_manager(
             client,
-            args.loops.settings(),
+            loop_settings,
             Vec::new(),
             shutdown.clone(),
         )));
@@ -335,7 +395,7 @@ async fn wait_for_signal() -> Result<()> {
 
 async fn controller_manager(args: ControllerManagerArgs) -> Result<()> {
     let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let settings = args.loops.settings();
+    let settings = args.loops.settings()?;
     run_until_signal(|shutdown| {
         components::controller_manager(client, settings, args.controllers, shutdown)
     })
@@ -372,5 +432,6 @@ fn main() -> Result<()> {
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
         Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler(args)),
+        Command::Token(args) => runtime.block_on(tokens::run(args, default_data_dir())),
     }
 }

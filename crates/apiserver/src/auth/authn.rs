@@ -169,7 +169,7 @@ fn still_bound(obj: Option<&Value>, want_uid: &str, now: jiff::Timestamp) -> boo
         .pointer("/metadata/deletionTimestamp")
         .and_then(Value::as_str)
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    !deleting.is_some_and(|t| t <= now)
+    deleting.is_none_or(|t| t > now)
 }
 
 /// Checks a service account JWT and returns its user, with upstream's extra info.

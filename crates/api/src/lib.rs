@@ -4,6 +4,7 @@
 //!
 //! What it is not: no HTTP, no storage, no typed objects (those come from k8s-openapi).
 
+pub mod jointoken;
 pub mod meta;
 pub mod patch;
 pub mod quantity;

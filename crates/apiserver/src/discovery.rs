@@ -32,7 +32,7 @@ const VERBS: &[&str] = &[
 
 fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
-        "binding" | "eviction" => &["create"],
+        "binding" | "eviction" | "token" => &["create"],
         "finalize" => &["update"],
         _ => &["get", "patch", "update"],
     }
@@ -43,6 +43,7 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
         _ => (def.group, def.version, def.kind),
     }
 }

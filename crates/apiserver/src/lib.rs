@@ -27,6 +27,7 @@ pub mod pki;
 mod request_info;
 pub mod resources;
 mod router;
+mod sa_admission;
 mod server;
 mod ssa;
 pub mod storage;
@@ -100,6 +101,11 @@ pub struct Config {
     pub audit_log: Option<audit::LogOptions>,
     /// `--authorization-mode`: the authorizers asked in order (`Node,RBAC` by default).
     pub authorization_modes: Vec<auth::Mode>,
+    /// `iss` of service account tokens (`--service-account-issuer`); upstream's in-cluster
+    /// URL when not set.
+    pub service_account_issuer: Option<String>,
+    /// Audiences tokens must name (`--api-audiences`); the issuer when empty.
+    pub api_audiences: Vec<String>,
 }
 
 impl Config {
@@ -122,6 +128,8 @@ impl Config {
             audit_policy_file: None,
             audit_log: None,
             authorization_modes: auth::chain::default_modes(),
+            service_account_issuer: None,
+            api_audiences: Vec::new(),
         }
     }
 }
@@ -144,6 +152,8 @@ pub struct App {
     pub bootstrapped: std::sync::atomic::AtomicBool,
     /// Custom resources served from CRDs (consulted after the static resource table).
     pub crds: crd::Registry,
+    /// The cluster CA certificate (PEM), served at `/cacerts`.
+    pub ca_cert_pem: String,
 }
 
 impl App {
@@ -281,6 +291,26 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         }
         _ => None,
     };
+    let service_accounts = {
+        let dir = tls_dir.clone();
+        let key = tokio::task::spawn_blocking(move || auth::sa_token::SigningKey::ensure(&dir))
+            .await
+            .map_err(|e| ServerError::Tls(e.to_string()))??;
+        let issuer = config
+            .service_account_issuer
+            .clone()
+            .unwrap_or_else(|| auth::sa_token::default_issuer(&config.cluster_domain));
+        let audiences = if config.api_audiences.is_empty() {
+            vec![issuer.clone()]
+        } else {
+            config.api_audiences.clone()
+        };
+        auth::ServiceAccountTokens {
+            key,
+            issuer,
+            audiences,
+        }
+    };
     let cache = watchcache::WatchCache::new(store.clone());
     let rbac = auth::Rbac::new();
     let node_authz = auth::NodeAuthorizer::new();
@@ -296,7 +326,11 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         config,
         storage,
         cache: cache.clone(),
-        authn: auth::Authenticator { tokens },
+        authn: auth::Authenticator {
+            tokens,
+            service_accounts: Some(service_accounts),
+            bootstrap_tokens: true,
+        },
         audit: auditor,
         authz: Box::new(authz),
         rbac,
@@ -305,6 +339,7 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
         crds: crd::Registry::default(),
+        ca_cert_pem: pki.ca_cert_pem.clone(),
     });
     tokio::spawn(cache.run());
     // As kube-apiserver does: keep five minutes of history for watches and old reads.

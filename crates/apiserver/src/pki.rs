@@ -28,7 +28,7 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> ServerError {
     ServerError::Tls(format!("{what}: {e}"))
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), ServerError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), ServerError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

@@ -1,6 +1,7 @@
 //! The request pipeline, in order: authenticate (401), resolve what the request is about,
-//! authorize (403), limit concurrency (429), serve, record metrics. Health endpoints are
-//! the only paths served without credentials, so load balancers and probes can use them.
+//! authorize (403), limit concurrency (429), serve, record metrics. Health endpoints and
+//! the public CA (`/cacerts`) are the only paths served without credentials, so load
+//! balancers, probes and joining nodes can use them.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +52,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let verb_label = info.verb.to_ascii_uppercase();
     let resp = if is_health(&path) {
         health(&app, &path)
+    } else if path == "/cacerts" {
+        // The CA is public; a joining node fetches it unverified and checks it against
+        // the hash in its join token (k3s's /cacerts).
+        bytes_response(
+            StatusCode::OK,
+            bytes::Bytes::from(app.ca_cert_pem.clone()),
+            "text/plain; charset=utf-8",
+        )
     } else {
         let cert_user = parts
             .extensions
@@ -60,7 +69,11 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match app.authn.authenticate(cert_user, authorization) {
+        match app
+            .authn
+            .authenticate(cert_user, authorization, app.as_ref())
+            .await
+        {
             None => ErrorResponse(ApiError::unauthorized()).into_response(),
             Some(user) => {
                 let user = match crate::auth::impersonate::apply(
@@ -212,6 +225,18 @@ fn non_resource(app: &App, path: &str, headers: &http::HeaderMap) -> Response {
         ["apis", group, version] => {
             discovery::resource_list(&defs, group, version).map(|d| (d, "application/json".into()))
         }
+        [".well-known", "openid-configuration"] => app.authn.service_accounts.as_ref().map(|sa| {
+            (
+                crate::auth::oidc::configuration(sa),
+                "application/json".into(),
+            )
+        }),
+        ["openid", "v1", "jwks"] => app.authn.service_accounts.as_ref().map(|sa| {
+            (
+                crate::auth::oidc::jwks(sa),
+                "application/jwk-set+json".into(),
+            )
+        }),
         // Large, pre-serialized documents: sent as bytes, not through a Value.
         ["openapi", "v2"] => return openapi::respond(openapi::v2(accept)),
         ["openapi", "v3"] => {

@@ -9,6 +9,7 @@
 pub mod util;
 
 pub mod clusterroleaggregation;
+pub mod certificates;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -23,10 +24,13 @@ pub mod podautoscaler;
 pub mod podgc;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod tokencleaner;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +60,14 @@ pub struct Settings {
     pub cluster_cidr: nodeipam::Ipv4Cidr,
     /// Prefix length of each node's pod subnet (`--node-cidr-mask-size`).
     pub node_cidr_mask_size: u8,
+    /// CA certificate and key the CSR signer signs with (`--cluster-signing-cert-file`,
+    /// `--cluster-signing-key-file`); without them approved requests stay unsigned.
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// Longest certificate the signer issues (`--cluster-signing-duration`, 1 year).
+    pub cluster_signing_duration: Duration,
+    /// CA published as `kube-root-ca.crt` in every namespace (`--root-ca-file`).
+    pub root_ca_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -72,6 +84,10 @@ impl Default for Settings {
                 prefix: 16,
             },
             node_cidr_mask_size: 24,
+            cluster_signing_cert_file: None,
+            cluster_signing_key_file: None,
+            cluster_signing_duration: Duration::from_secs(365 * 24 * 3600),
+            root_ca_file: None,
         }
     }
 }
@@ -132,6 +148,10 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
         "clusterrole-aggregation",
         clusterroleaggregation::controller,
     ),
+    ("csrapproving", certificates::approving_controller),
+    ("csrsigning", certificates::signing_controller),
+    ("root-ca-cert-publisher", rootcacertpublisher::controller),
+    ("tokencleaner", tokencleaner::controller),
 ];
 
 /// Runs the named loops (all when `only` is empty) until `shutdown`.

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod events;
 pub mod informer;
+pub mod join;
 pub mod leader;
 pub mod queue;
 pub mod selector;

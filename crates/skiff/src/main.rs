@@ -15,6 +15,7 @@ use skiff_runtime::CancellationToken;
 mod agent;
 mod components;
 mod images;
+mod tokens;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +43,8 @@ enum Command {
     HollowNodes(HollowArgs),
     /// Build images without downloading anything (for nodes with no registry access).
     Images(images::ImagesArgs),
+    /// Manage join tokens (bootstrap tokens) of a cluster: create, list, delete.
+    Token(tokens::TokenArgs),
 }
 
 #[derive(Args)]
@@ -165,6 +168,19 @@ struct LoopArgs {
     /// Prefix length of each node's pod subnet.
     #[arg(long, default_value_t = 24)]
     node_cidr_mask_size: u8,
+    /// CA certificate the CSR signer signs with [server default: its own CA].
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// CA key the CSR signer signs with [server default: its own CA's key].
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// Longest validity of signed certificates (e.g. 8760h).
+    #[arg(long, default_value = "8760h")]
+    cluster_signing_duration: String,
+    /// CA published as the kube-root-ca.crt ConfigMap in every namespace [server
+    /// default: its own CA].
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl LoopArgs {
@@ -180,12 +196,19 @@ impl LoopArgs {
                 cluster_cidr.prefix
             );
         }
+        let defaults = skiff_controllers::Settings::default();
         Ok(skiff_controllers::Settings {
             node_monitor_grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             cluster_cidr,
             node_cidr_mask_size: self.node_cidr_mask_size,
-            ..Default::default()
+            cluster_signing_cert_file: self.cluster_signing_cert_file.clone(),
+            cluster_signing_key_file: self.cluster_signing_key_file.clone(),
+            cluster_signing_duration: tokens::parse_duration(&self.cluster_signing_duration)
+                .context("--cluster-signing-duration")?
+                .unwrap_or(defaults.cluster_signing_duration),
+            root_ca_file: self.root_ca_file.clone(),
+            ..defaults
         })
     }
 }
@@ -269,6 +292,16 @@ struct ServerArgs {
     /// AlwaysDeny. `system:masters` is always allowed.
     #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: String,
+    /// Join token nodes present (`<id>.<secret>` or `K10<CA hash>::<id>.<secret>`); one
+    /// is generated on first start when not given. Kept in <data-dir>/server/token.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// `iss` of service account tokens [default: https://kubernetes.default.svc.<domain>].
+    #[arg(long)]
+    service_account_issuer: Option<String>,
+    /// Audiences API tokens must name (comma-separated) [default: the issuer].
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -326,6 +359,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.authorization_modes =
         skiff_apiserver::auth::chain::parse_modes(&args.authorization_mode)
             .map_err(|e| anyhow::anyhow!("--authorization-mode: {e}"))?;
+    config.service_account_issuer = args.service_account_issuer.clone();
+    config.api_audiences = args.api_audiences.clone();
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,
@@ -356,6 +391,31 @@ async fn server(args: ServerArgs) -> Result<()> {
         running.address,
         running.kubeconfig.display()
     );
+    let admin = skiff_runtime::client::from_kubeconfig_file(&running.kubeconfig).await?;
+    let token_file = tokens::ensure_server_token(
+        &admin,
+        &data_dir,
+        &running.pki.ca_cert_pem,
+        args.token.as_deref(),
+    )
+    .await
+    .context("setting up the join token")?;
+    tracing::info!(
+        "Node join token is in {} (use it with `skiff agent --server https://<this host>:{} --token <token>`)",
+        token_file.display(),
+        running.address.port()
+    );
+    let tls_dir = data_dir.join("server").join("tls");
+    let mut loop_settings = args.loops.settings()?;
+    loop_settings
+        .cluster_signing_cert_file
+        .get_or_insert_with(|| tls_dir.join("ca.crt"));
+    loop_settings
+        .cluster_signing_key_file
+        .get_or_insert_with(|| tls_dir.join("ca.key"));
+    loop_settings
+        .root_ca_file
+        .get_or_insert_with(|| tls_dir.join("ca.crt"));
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
     if !args.disable_scheduler {
@@ -499,5 +559,6 @@ fn main() -> Result<()> {
         Command::Agent(args) => runtime.block_on(node_agent(*args)),
         Command::Scheduler(args) => runtime.block_on(scheduler(args)),
         Command::Images(args) => images::run(args),
+        Command::Token(args) => runtime.block_on(tokens::run(args, default_data_dir())),
     }
 }

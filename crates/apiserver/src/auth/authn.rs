@@ -1,10 +1,16 @@
 //! Authentication: client certificates signed by the cluster CA (user = CN, groups = O),
-//! then bearer tokens from a static token file (kube-apiserver's `--token-auth-file`).
-//! No credentials, or bad ones, is a 401: there is no anonymous user.
+//! then bearer tokens: a static token file (kube-apiserver's `--token-auth-file`),
+//! bootstrap tokens (`<id>.<secret>`, checked against their Secret) and service account
+//! JWTs (signature, claims, and the account and bound object still existing with the same
+//! UID). No credentials, or bad ones, is a 401: there is no anonymous user.
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use serde_json::Value;
+use skiff_api::jointoken::BootstrapToken;
+
+use super::sa_token::{self, SigningKey};
 use super::UserInfo;
 use crate::ServerError;
 
@@ -74,25 +80,148 @@ impl TokenFile {
     }
 }
 
+/// Reads objects for token checks: the watch cache, then the store for what the cache
+/// has not seen yet (an account created a moment ago).
+#[async_trait::async_trait]
+pub trait Objects: Send + Sync {
+    async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value>;
+}
+
+#[async_trait::async_trait]
+impl Objects for crate::App {
+    async fn get_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let def = crate::resources::find("", "v1", plural)?;
+        let key = crate::storage::object_key(def, namespace, name);
+        if let Some(obj) = self.cache.resource(def).and_then(|c| c.get(&key)) {
+            return Some(obj.value());
+        }
+        self.storage.get(&key).await.ok().flatten()
+    }
+}
+
+/// Service account token verification settings (`--service-account-issuer`,
+/// `--api-audiences`) and the key that signs and checks them.
+pub struct ServiceAccountTokens {
+    pub key: SigningKey,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+}
+
 /// The authentication step: certificate first, then bearer token.
 #[derive(Default)]
 pub struct Authenticator {
     pub tokens: TokenFile,
+    pub service_accounts: Option<ServiceAccountTokens>,
+    /// Bootstrap token Secrets authenticate (upstream's `--enable-bootstrap-token-auth`).
+    pub bootstrap_tokens: bool,
 }
 
 impl Authenticator {
     /// `cert_user` is the identity of a verified client certificate on the connection.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
         cert_user: Option<&UserInfo>,
         authorization: Option<&str>,
+        objects: &dyn Objects,
     ) -> Option<UserInfo> {
         if let Some(user) = cert_user {
             return Some(user.clone());
         }
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        self.tokens.lookup(token).cloned()
+        if let Some(user) = self.tokens.lookup(token) {
+            return Some(user.clone());
+        }
+        if self.bootstrap_tokens {
+            if let Some(bt) = BootstrapToken::parse(token) {
+                let secret = objects
+                    .get_object(
+                        "secrets",
+                        skiff_api::jointoken::SECRET_NAMESPACE,
+                        &bt.secret_name(),
+                    )
+                    .await;
+                return super::bootstrap_token::authenticate(
+                    &bt,
+                    secret.as_ref(),
+                    jiff::Timestamp::now(),
+                );
+            }
+        }
+        let sa = self.service_accounts.as_ref()?;
+        service_account_user(sa, token, objects).await
     }
+}
+
+fn uid(obj: &Value) -> &str {
+    obj.pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Whether `obj` exists now as the object the token was bound to (same UID, and for a pod
+/// not past its deletion time, as upstream checks).
+fn still_bound(obj: Option<&Value>, want_uid: &str, now: jiff::Timestamp) -> bool {
+    let Some(obj) = obj else { return false };
+    if uid(obj) != want_uid {
+        return false;
+    }
+    let deleting = obj
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    deleting.is_none_or(|t| t > now)
+}
+
+/// Checks a service account JWT and returns its user, with upstream's extra info.
+async fn service_account_user(
+    sa: &ServiceAccountTokens,
+    token: &str,
+    objects: &dyn Objects,
+) -> Option<UserInfo> {
+    let claims = sa.key.verify_signature(token)?;
+    let now = jiff::Timestamp::now();
+    if let Err(why) = sa_token::check_claims(&claims, &sa.issuer, &sa.audiences, now.as_second()) {
+        tracing::debug!(?why, "service account token refused");
+        return None;
+    }
+    let k = &claims.kubernetes;
+    let account = objects
+        .get_object("serviceaccounts", &k.namespace, &k.serviceaccount.name)
+        .await;
+    if !still_bound(account.as_ref(), &k.serviceaccount.uid, now) {
+        tracing::debug!(account = %claims.sub, "service account token refused: the account is gone or was replaced");
+        return None;
+    }
+    let mut extra: Vec<(&str, String)> = vec![(
+        "authentication.kubernetes.io/credential-id",
+        format!("JTI={}", claims.jti),
+    )];
+    for (plural, bound) in [("pods", &k.pod), ("secrets", &k.secret)] {
+        if let Some(bound) = bound {
+            let obj = objects.get_object(plural, &k.namespace, &bound.name).await;
+            if !still_bound(obj.as_ref(), &bound.uid, now) {
+                tracing::debug!(account = %claims.sub, object = %bound.name, "service account token refused: its bound object is gone");
+                return None;
+            }
+        }
+    }
+    if let Some(pod) = &k.pod {
+        extra.push(("authentication.kubernetes.io/pod-name", pod.name.clone()));
+        extra.push(("authentication.kubernetes.io/pod-uid", pod.uid.clone()));
+    }
+    if let Some(node) = &k.node {
+        extra.push(("authentication.kubernetes.io/node-name", node.name.clone()));
+        if !node.uid.is_empty() {
+            extra.push(("authentication.kubernetes.io/node-uid", node.uid.clone()));
+        }
+    }
+    let ns_group = format!("system:serviceaccounts:{}", k.namespace);
+    let mut user = UserInfo::new(&claims.sub, &["system:serviceaccounts", &ns_group]);
+    user.uid = k.serviceaccount.uid.clone();
+    for (key, value) in extra {
+        user.extra.insert(key.to_string(), vec![value]);
+    }
+    Some(user)
 }
 
 #[cfg(test)]
@@ -116,25 +245,46 @@ mod tests {
         assert!(TokenFile::parse("only-a-token\n").is_err());
     }
 
-    #[test]
-    fn certificate_wins_over_token_and_nothing_is_nobody() {
+    struct NoObjects;
+
+    #[async_trait::async_trait]
+    impl Objects for NoObjects {
+        async fn get_object(&self, _: &str, _: &str, _: &str) -> Option<Value> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn certificate_wins_over_token_and_nothing_is_nobody() {
         let authn = Authenticator {
             tokens: TokenFile::parse("t,bob,1").unwrap(),
+            ..Default::default()
         };
         let cert = UserInfo::new("admin", &["system:masters"]);
         assert_eq!(
             authn
-                .authenticate(Some(&cert), Some("Bearer t"))
+                .authenticate(Some(&cert), Some("Bearer t"), &NoObjects)
+                .await
                 .unwrap()
                 .name,
             "admin"
         );
         assert_eq!(
-            authn.authenticate(None, Some("Bearer t")).unwrap().name,
+            authn
+                .authenticate(None, Some("Bearer t"), &NoObjects)
+                .await
+                .unwrap()
+                .name,
             "bob"
         );
-        assert!(authn.authenticate(None, Some("Bearer wrong")).is_none());
-        assert!(authn.authenticate(None, Some("Basic dXNlcg==")).is_none());
-        assert!(authn.authenticate(None, None).is_none());
+        assert!(authn
+            .authenticate(None, Some("Bearer wrong"), &NoObjects)
+            .await
+            .is_none());
+        assert!(authn
+            .authenticate(None, Some("Basic dXNlcg=="), &NoObjects)
+            .await
+            .is_none());
+        assert!(authn.authenticate(None, None, &NoObjects).await.is_none());
     }
 }

@@ -19,6 +19,11 @@ pub use authz::{denial, Attributes, Authorizer, Decision, MastersOnly};
 pub use chain::{Chain, Mode};
 pub use node::NodeAuthorizer;
 pub use rbac::Rbac;
+pub mod bootstrap_token;
+pub mod oidc;
+pub mod sa_token;
+
+pub use authn::{Objects, ServiceAccountTokens};
 
 /// An authenticated user, as upstream's `user.Info`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +31,8 @@ pub struct UserInfo {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// Extra attributes (service account tokens' pod and credential ids, as upstream).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl UserInfo {
@@ -39,6 +46,7 @@ impl UserInfo {
             name: name.to_string(),
             uid: String::new(),
             groups,
+            extra: Default::default(),
         }
     }
 

@@ -147,6 +147,7 @@ fn subject(spec: &Value) -> Result<UserInfo, ApiError> {
             .unwrap_or("")
             .to_string(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        extra: Default::default(),
     })
 }
 

@@ -2,8 +2,10 @@
 //! verb. Reads (`read.rs`), writes (`write.rs`), watches (`watch.rs`) and subresources
 //! (`sub.rs`) each live in their own module.
 
+mod csr;
 mod read;
 mod sub;
+mod token_request;
 mod watch;
 mod write;
 
@@ -19,6 +21,9 @@ use crate::http::{ApiResult, ErrorResponse};
 use crate::request_info::RequestInfo;
 use crate::resources::ResourceDef;
 use crate::App;
+
+/// expirationSeconds of the token ServiceAccount admission projects into pods.
+pub const ADMISSION_TOKEN_EXPIRATION: i64 = token_request::ADMISSION_EXPIRATION;
 
 /// Everything a handler needs about one request.
 pub struct Req {
@@ -102,6 +107,7 @@ async fn route(
         ("get" | "update" | "patch", "scale") => sub::scale(&req, body).await,
         ("create", "binding") => sub::binding(&req, body).await,
         ("create", "eviction") => sub::eviction(&req, body).await,
+        ("create", "token") => token_request::create(&req, body).await,
         ("update", "finalize" | "approval") => write::update(&req, body).await,
         _ => Err(ErrorResponse(ApiError::method_not_allowed())),
     }

@@ -210,6 +210,10 @@ pub async fn create_object(
         }
         lifecycle::prepare_create(req.def, &mut candidate, &req.info.namespace);
         req.def.hooks.prepare_create(&mut candidate, &ctx);
+        super::csr::on_create(req, &mut candidate);
+        if req.def.group.is_empty() && req.def.plural == "pods" {
+            crate::sa_admission::admit(req.app.as_ref(), &mut candidate).await?;
+        }
         let name = meta::name(&candidate).to_string();
         let attrs = attributes(req, admission::Operation::Create, &name, None);
         admission::mutate(adm, &attrs, &mut candidate).await?;
@@ -343,6 +347,7 @@ pub async fn write_with(
             if scope(req) == UpdateScope::Main {
                 req.def.hooks.prepare_update(&mut new, &current);
             }
+            super::csr::on_update(req, &mut new, &current)?;
         }
         let attrs = attributes(
             req,

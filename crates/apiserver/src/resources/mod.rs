@@ -209,7 +209,7 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
         def::<core::v1::Endpoints>(d!("", "v1", "endpoints", "endpoints", "Endpoints", ns=true, short=&["ep"], cat=NONE, sub=NONE, gen=false), self::config::Endpoints),
         def::<core::v1::ConfigMap>(d!("", "v1", "configmaps", "configmap", "ConfigMap", ns=true, short=&["cm"], cat=NONE, sub=NONE, gen=false), self::core::ConfigMaps),
         def::<core::v1::Secret>(d!("", "v1", "secrets", "secret", "Secret", ns=true, short=NONE, cat=NONE, sub=NONE, gen=false), self::core::Secrets),
-        def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=NONE, gen=false), self::config::ServiceAccounts),
+        def::<core::v1::ServiceAccount>(d!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", ns=true, short=&["sa"], cat=NONE, sub=&["token"], gen=false), self::config::ServiceAccounts),
         def::<core::v1::Event>(d!("", "v1", "events", "event", "Event", ns=true, short=&["ev"], cat=NONE, sub=NONE, gen=false), self::events::Events),
         def::<core::v1::ReplicationController>(d!("", "v1", "replicationcontrollers", "replicationcontroller", "ReplicationController", ns=true, short=&["rc"], cat=ALL, sub=STATUS_SCALE, gen=true), self::apps::ReplicationControllers),
         def::<core::v1::PersistentVolume>(d!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", ns=false, short=&["pv"], cat=NONE, sub=STATUS, gen=false), self::storage_res::PersistentVolumes),

@@ -171,7 +171,7 @@ async fn pump(
             }
             tokio::time::sleep(POLL).await;
             ticks += 1;
-            if ticks % STATE_EVERY == 0 {
+            if ticks.is_multiple_of(STATE_EVERY) {
                 // Read once more after it stopped, so its last words are not lost.
                 running = matches!(lookup::status(cri, id).await, Ok((_, true)));
             }

@@ -21,6 +21,9 @@ fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" | "eviction" => &["create"],
         "finalize" => &["update"],
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         _ => &["get", "patch", "update"],
     }
 }
@@ -30,6 +33,10 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
         "scale" => ("autoscaling", "v1", "Scale"),
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
+        "proxy" if def.plural == "nodes" => ("", "v1", "NodeProxyOptions"),
         _ => (def.group, def.version, def.kind),
     }
 }

@@ -23,6 +23,7 @@ mod router;
 mod server;
 mod ssa;
 mod storage;
+mod streaming;
 mod table;
 mod watchcache;
 
@@ -119,6 +120,8 @@ pub struct App {
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// Connections to node agents (logs, exec, attach, port-forward, nodes/proxy).
+    pub kubelet: streaming::kubelet::KubeletClient,
 }
 
 impl App {
@@ -211,7 +214,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => auth::TokenFile::default(),
     };
     let cache = watchcache::WatchCache::new(store.clone());
+    let kubelet = streaming::kubelet::KubeletClient::new(&pki)?;
     let app = Arc::new(App {
+        kubelet,
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
         storage: storage::Storage { store },

@@ -114,6 +114,10 @@ async fn authorized(
     if !info.is_resource {
         return non_resource(app, &info.path, &parts.headers);
     }
+    // Served by the pod's node agent; long-running, so outside the in-flight limit.
+    if handlers::node_proxy::handles(&info) {
+        return handlers::node_proxy::serve(app.clone(), &user, info, parts, query).await;
+    }
     // Long-running watches are not counted against the in-flight limit, as upstream.
     let _permit = if info.verb == "watch" {
         None

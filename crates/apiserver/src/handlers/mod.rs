@@ -2,6 +2,7 @@
 //! verb. Reads (`read.rs`), writes (`write.rs`), watches (`watch.rs`) and subresources
 //! (`sub.rs`) each live in their own module.
 
+pub mod node_proxy;
 mod read;
 mod sub;
 mod watch;

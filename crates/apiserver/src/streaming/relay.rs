@@ -94,10 +94,33 @@ pub async fn remote_command(client: Upgraded, agent: Upgraded, streams: Streams)
     let (to_agent, agent_task) = byte_writer(agent_w);
     let plan = plan(streams);
     let mut encoder = spdy::Encoder::default();
+    // As client-go does: one stream at a time, each after the previous one's reply.
     for (_, id, kind) in &plan {
-        let _ = to_agent
+        if to_agent
             .send(encoder.syn_stream(*id, &[("streamType", kind)]))
-            .await;
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            match spdy::read_frame(&mut agent_r).await {
+                Ok(Some(Frame::Reply { stream, .. })) if stream == *id => break,
+                Ok(Some(Frame::Ping(ping))) => {
+                    let _ = to_agent.send(spdy::ping(ping)).await;
+                }
+                Ok(Some(Frame::Reset { stream })) if stream == *id => {
+                    tracing::debug!(stream, kind, "the agent refused a stream");
+                    let _ = to_client.send(Outgoing::Close).await;
+                    return;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    let _ = to_client.send(Outgoing::Close).await;
+                    return;
+                }
+            }
+        }
     }
     let stream_of = |channel: u8| plan.iter().find(|p| p.0 == channel).map(|p| p.1);
     let channel_of = |stream: u32| plan.iter().find(|p| p.1 == stream).map(|p| p.0);
@@ -140,7 +163,9 @@ pub async fn remote_command(client: Upgraded, agent: Upgraded, streams: Streams)
         let to_agent = to_agent.clone();
         async move {
             loop {
-                match spdy::read_frame(&mut agent_r).await {
+                let frame = spdy::read_frame(&mut agent_r).await;
+                tracing::debug!(?frame, "remote command: frame from the agent");
+                match frame {
                     Ok(Some(Frame::Data { stream, data, .. })) => {
                         let Some(channel) = channel_of(stream) else {
                             continue;

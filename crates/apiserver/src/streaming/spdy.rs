@@ -3,8 +3,8 @@
 //! with headers, send data (with FIN to half-close), and read the server's frames.
 //!
 //! Header blocks must be zlib streams (one per connection). The ones sent here use
-//! stored (uncompressed) deflate blocks, which every inflater reads and which need no
-//! dictionary; the server's header blocks (its SYN_REPLYs) are skipped unread, since a
+//! stored (uncompressed) deflate blocks, each followed by a sync-flush marker, which
+//! every inflater reads and which need no dictionary; the server's header blocks (its SYN_REPLYs) are skipped unread, since a
 //! client needs nothing from them.
 
 const VERSION: u16 = 3;
@@ -71,6 +71,10 @@ impl Encoder {
             out.extend_from_slice(&(!len).to_le_bytes());
             out.extend_from_slice(chunk);
         }
+        // The sync-flush marker (an empty stored block), as zlib's Z_SYNC_FLUSH writes:
+        // inflaters hand out a stored block's bytes only when the next block begins, so
+        // without it the server would wait for the next frame to read this one.
+        out.extend_from_slice(&[0x00, 0x00, 0x00, 0xff, 0xff]);
         out
     }
 
@@ -179,8 +183,8 @@ mod tests {
         assert_eq!(&block[..3], &[0x78, 0x01, 0x00]);
         let stored_len = u16::from_le_bytes([block[3], block[4]]);
         assert_eq!(!stored_len, u16::from_le_bytes([block[5], block[6]]));
-        let raw = &block[7..];
-        assert_eq!(raw.len(), stored_len as usize);
+        let raw = &block[7..7 + stored_len as usize];
+        assert_eq!(&block[7 + stored_len as usize..], &[0, 0, 0, 0xff, 0xff]);
         let mut want = 1u32.to_be_bytes().to_vec();
         want.extend_from_slice(&10u32.to_be_bytes());
         want.extend_from_slice(b"streamtype");

@@ -357,8 +357,7 @@ fn agent_address(node: &Value, name: &str) -> Result<Target> {
     .iter()
     .find_map(|k| of(k))
     .ok_or_else(|| {
-        ApiError::bad_request(format!("no preferred addresses found; known addresses: []"))
-            .with_node(name)
+        ApiError::bad_request("no preferred addresses found; known addresses: []").with_node(name)
     })?;
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")

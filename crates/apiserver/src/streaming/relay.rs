@@ -164,7 +164,7 @@ pub async fn remote_command(client: Upgraded, agent: Upgraded, streams: Streams)
         async move {
             loop {
                 let frame = spdy::read_frame(&mut agent_r).await;
-                tracing::debug!(?frame, "remote command: frame from the agent");
+                tracing::trace!(?frame, "remote command: frame from the agent");
                 match frame {
                     Ok(Some(Frame::Data { stream, data, .. })) => {
                         let Some(channel) = channel_of(stream) else {

@@ -6,9 +6,11 @@
 //! What it is not: it runs no control loops (those are clients of it, in other crates).
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 mod bootstrap;
 mod discovery;
+pub mod encryption;
 mod handlers;
 mod http;
 pub mod ipalloc;
@@ -22,7 +24,7 @@ pub mod resources;
 mod router;
 mod server;
 mod ssa;
-mod storage;
+pub mod storage;
 mod streaming;
 mod table;
 mod watchcache;
@@ -87,6 +89,11 @@ pub struct Config {
     pub max_inflight: usize,
     /// Tolerations for the node lifecycle taints that pods get by default.
     pub default_toleration_seconds: admission::DefaultTolerationSeconds,
+    /// EncryptionConfiguration for resources at rest (`--encryption-provider-config`).
+    pub encryption_provider_config: Option<PathBuf>,
+    /// Audit policy (`--audit-policy-file`) and where events go; no audit log without both.
+    pub audit_policy_file: Option<PathBuf>,
+    pub audit_log: Option<audit::LogOptions>,
 }
 
 impl Config {
@@ -105,6 +112,9 @@ impl Config {
             tls_sans: Vec::new(),
             max_inflight: 600,
             default_toleration_seconds: Default::default(),
+            encryption_provider_config: None,
+            audit_policy_file: None,
+            audit_log: None,
         }
     }
 }
@@ -116,6 +126,7 @@ pub struct App {
     pub cache: Arc<watchcache::WatchCache>,
     pub authn: auth::Authenticator,
     pub authz: Box<dyn auth::Authorizer>,
+    pub audit: Option<audit::Auditor>,
     pub metrics: metrics::Metrics,
     pub inflight: tokio::sync::Semaphore,
     pub server_address: String,
@@ -159,8 +170,28 @@ pub async fn start_local(data_dir: &Path) -> Result<Running, ServerError> {
     Ok(running)
 }
 
-/// Opens the store the configuration names.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+/// Opens the store the configuration names, behind encryption at rest when configured.
+pub async fn open_store(config: &Config) -> Result<storage::Storage, ServerError> {
+    let store = open_backend(config).await?;
+    let Some(path) = &config.encryption_provider_config else {
+        return Ok(storage::Storage {
+            store,
+            encryption: None,
+        });
+    };
+    let group_of: encryption::GroupOf =
+        Arc::new(|plural: &str| resources::by_storage(plural).map(|d| d.group.to_string()));
+    let encrypted = Arc::new(
+        encryption::EncryptedStore::from_file(store, path, group_of)
+            .map_err(ServerError::Config)?,
+    );
+    Ok(storage::Storage {
+        store: encrypted.clone(),
+        encryption: Some(encrypted),
+    })
+}
+
+async fn open_backend(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
     if config.datastore_endpoints.is_empty() {
         let path = config.data_dir.join("server").join("db").join("state.db");
         let store = tokio::task::spawn_blocking(move || {
@@ -194,7 +225,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             .await
             .map_err(|e| ServerError::Tls(e.to_string()))??
     };
-    let store = open_store(&config).await?;
+    let storage = open_store(&config).await?;
+    let store = storage.store.clone();
     let addr = SocketAddr::new(config.bind_address, config.https_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -213,16 +245,23 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Some(path) => auth::TokenFile::load(path)?,
         None => auth::TokenFile::default(),
     };
+    let auditor = match (&config.audit_policy_file, &config.audit_log) {
+        (Some(policy), Some(log)) => {
+            Some(audit::Auditor::start(policy, log.clone()).map_err(ServerError::Config)?)
+        }
+        _ => None,
+    };
     let cache = watchcache::WatchCache::new(store.clone());
     let kubelet = streaming::kubelet::KubeletClient::new(&pki)?;
     let app = Arc::new(App {
         kubelet,
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
-        storage: storage::Storage { store },
+        storage,
         cache: cache.clone(),
         authn: auth::Authenticator { tokens },
         authz: Box::new(auth::MastersOnly),
+        audit: auditor,
         metrics: metrics::Metrics::default(),
         server_address: loopback,
         bootstrapped: std::sync::atomic::AtomicBool::new(false),

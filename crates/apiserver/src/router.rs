@@ -62,7 +62,20 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .and_then(|v| v.to_str().ok());
         match app.authn.authenticate(cert_user, authorization) {
             None => ErrorResponse(ApiError::unauthorized()).into_response(),
-            Some(user) => authorized(&app, user, info, parts, &query, body).await,
+            Some(user) => match app
+                .audit
+                .as_ref()
+                .and_then(|a| a.begin(&user, &info, &parts))
+            {
+                None => authorized(&app, user, info, parts, &query, body).await,
+                Some(mut record) => match record.received(&parts.headers, body).await {
+                    Err(resp) => record.respond(resp).await,
+                    Ok(body) => {
+                        let resp = authorized(&app, user, info, parts, &query, body).await;
+                        record.respond(resp).await
+                    }
+                },
+            },
         }
     };
     let mut resp = resp;

@@ -96,6 +96,7 @@ async fn connection(
     let service =
         hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(conn_identity.clone());
+            req.extensions_mut().insert(crate::audit::PeerAddr(peer));
             let router = router.clone();
             async move {
                 use tower::ServiceExt;

@@ -74,9 +74,21 @@ pub enum WriteConflict {
 #[derive(Clone)]
 pub struct Storage {
     pub store: Arc<dyn Store>,
+    /// The encryption layer `store` goes through, when configured.
+    pub encryption: Option<Arc<crate::encryption::EncryptedStore>>,
 }
 
 impl Storage {
+    /// Whether an object's stored form is not what a write would store now (it was
+    /// encrypted with a key that is no longer the first): a no-op update must still
+    /// write it, so `kubectl replace` moves objects to the current key, as upstream.
+    pub async fn stale(&self, key: &str) -> bool {
+        match &self.encryption {
+            Some(enc) => enc.needs_rewrite(key.as_bytes()).await,
+            None => false,
+        }
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<Value>, ApiError> {
         match self.store.get(key.as_bytes()).await.map_err(store_error)? {
             Some(kv) => Ok(Some(decode(&kv)?)),

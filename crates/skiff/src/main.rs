@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use skiff_runtime::CancellationToken;
 
 mod components;
+mod images;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +37,8 @@ enum Command {
     /// Run simulated ("hollow") nodes, like kubemark/kwok: each registers a Node,
     /// heartbeats its Lease and runs the pods bound to it without containers.
     HollowNodes(HollowArgs),
+    /// Build images without downloading anything (for nodes with no registry access).
+    Images(images::ImagesArgs),
 }
 
 #[derive(Args)]
@@ -220,6 +223,24 @@ struct ServerArgs {
     /// Extra names or addresses for the serving certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// EncryptionConfiguration file: which resources are encrypted at rest, and how.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// Audit policy file (audit.k8s.io/v1 Policy); needs --audit-log-path.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// Where audit events go as JSON lines (`-`: standard output).
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// Megabytes of audit log before it is rotated (0: never).
+    #[arg(long, default_value_t = 100)]
+    audit_log_maxsize: u64,
+    /// Rotated audit log files kept (0: all).
+    #[arg(long, default_value_t = 10)]
+    audit_log_maxbackup: usize,
+    /// Days rotated audit log files are kept (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -254,6 +275,25 @@ async fn server(args: ServerArgs) -> Result<()> {
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
     config.tls_sans = args.tls_san;
+    config.encryption_provider_config = args.encryption_provider_config;
+    match (&args.audit_policy_file, args.audit_log_path) {
+        (Some(_), Some(path)) => {
+            config.audit_policy_file = args.audit_policy_file.clone();
+            config.audit_log = Some(skiff_apiserver::audit::LogOptions {
+                path,
+                max_size_mb: args.audit_log_maxsize,
+                max_backups: args.audit_log_maxbackup,
+                max_age_days: args.audit_log_maxage,
+            });
+        }
+        (Some(_), None) => anyhow::bail!(
+            "--audit-policy-file needs --audit-log-path (a file, or - for standard output)"
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "--audit-log-path needs --audit-policy-file: without a policy nothing is logged"
+        ),
+        (None, None) => {}
+    }
     if let Some(ca_file) = args.datastore_cafile {
         config.datastore_tls = Some(skiff_store::EtcdTls {
             ca_file,
@@ -372,5 +412,6 @@ fn main() -> Result<()> {
         Command::ControllerManager(args) => runtime.block_on(controller_manager(args)),
         Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
         Command::Scheduler(args) => runtime.block_on(scheduler(args)),
+        Command::Images(args) => images::run(args),
     }
 }

@@ -57,4 +57,9 @@ pub enum StoreError {
 
     #[error("store is closed")]
     Closed,
+
+    /// A value could not be turned back into what was written (e.g. it was encrypted with
+    /// a key the server no longer has).
+    #[error("{0}")]
+    Transform(String),
 }

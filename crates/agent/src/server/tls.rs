@@ -79,3 +79,40 @@ pub fn server_config(ca_pem: &str, names: &[String]) -> Result<rustls::ServerCon
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, orgs: &[&str]) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        for o in orgs {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, *o);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn only_the_api_servers_kubelet_client_and_masters_are_let_in() {
+        let apiserver = Peer::from_cert(&cert(APISERVER_KUBELET_CLIENT, &[])).unwrap();
+        assert!(apiserver.allowed());
+        let admin = Peer::from_cert(&cert("admin", &["system:masters"])).unwrap();
+        assert_eq!(admin.groups, ["system:masters"]);
+        assert!(admin.allowed());
+        let node = Peer::from_cert(&cert("system:node:n1", &["system:nodes"])).unwrap();
+        assert!(!node.allowed());
+        assert_eq!(Peer::from_cert(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn a_cluster_ca_is_required() {
+        assert!(server_config("", &["localhost".into()]).is_err());
+    }
+}

@@ -357,7 +357,7 @@ pub async fn write_with(
             errs.extend(req.def.hooks.validate_update(&new, &current, &ctx));
         }
         invalid(req, &req.info.name, errs)?;
-        if lifecycle::unchanged(&new, &current) {
+        if lifecycle::unchanged(&new, &current) && !req.app.storage.stale(&key).await {
             return Ok(current);
         }
         if req.dry_run() {

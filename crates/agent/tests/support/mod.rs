@@ -191,6 +191,13 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Shims outlive containerd; a test that failed before `shutdown` leaves them (and
+        // their containers) running, so end those started for this socket.
+        for shim in shims_of(&self.socket) {
+            for pid in descendants(shim).into_iter().chain([shim]) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
         // Unmount whatever the snapshotter left, so the temp dir can be removed.
         let _ = Command::new("sh")
             .arg("-c")
@@ -200,4 +207,44 @@ impl Drop for Containerd {
             ))
             .status();
     }
+}
+
+/// Processes whose command line names `socket` (containerd's shims for it).
+fn shims_of(socket: &Path) -> Vec<u32> {
+    let needle = socket.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Children of `pid`, their children, and so on.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                out.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    out
 }

@@ -23,6 +23,7 @@ pub mod plugins;
 pub mod pod;
 pub mod probe;
 pub mod runtime;
+pub mod server;
 pub mod staticpods;
 pub mod sysinfo;
 pub mod volumes;

@@ -34,6 +34,9 @@ fn sub_verbs(sub: &str) -> &'static [&'static str] {
     match sub {
         "binding" | "eviction" | "token" => &["create"],
         "finalize" => &["update"],
+        "log" => &["get"],
+        "exec" | "attach" | "portforward" => &["create", "get"],
+        "proxy" => &["create", "delete", "get", "patch", "update"],
         _ => &["get", "patch", "update"],
     }
 }
@@ -44,6 +47,10 @@ fn sub_kind(def: &ResourceDef, sub: &str) -> (&'static str, &'static str, &'stat
         "binding" => ("", "v1", "Binding"),
         "eviction" => ("policy", "v1", "Eviction"),
         "token" => ("authentication.k8s.io", "v1", "TokenRequest"),
+        "exec" => ("", "v1", "PodExecOptions"),
+        "attach" => ("", "v1", "PodAttachOptions"),
+        "portforward" => ("", "v1", "PodPortForwardOptions"),
+        "proxy" if def.plural == "nodes" => ("", "v1", "NodeProxyOptions"),
         _ => (def.group, def.version, def.kind),
     }
 }

@@ -31,6 +31,7 @@ mod sa_admission;
 mod server;
 mod ssa;
 pub mod storage;
+mod streaming;
 mod table;
 mod watchcache;
 
@@ -154,6 +155,8 @@ pub struct App {
     pub crds: crd::Registry,
     /// The cluster CA certificate (PEM), served at `/cacerts`.
     pub ca_cert_pem: String,
+    /// Connections to node agents (logs, exec, attach, port-forward, nodes/proxy).
+    pub kubelet: streaming::kubelet::KubeletClient,
 }
 
 impl App {
@@ -321,7 +324,9 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         node: node_authz.clone(),
         rbac: rbac.clone(),
     };
+    let kubelet = streaming::kubelet::KubeletClient::new(&pki)?;
     let app = Arc::new(App {
+        kubelet,
         inflight: tokio::sync::Semaphore::new(config.max_inflight),
         config,
         storage,

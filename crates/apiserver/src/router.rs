@@ -156,6 +156,10 @@ async fn authorized(
     if crate::auth::review::is_review(&info) {
         return crate::auth::review::serve(app, &user, &info, &parts.headers, body).await;
     }
+    // Served by the pod's node agent; long-running, so outside the in-flight limit.
+    if handlers::node_proxy::handles(&info) {
+        return handlers::node_proxy::serve(app.clone(), &user, info, parts, query).await;
+    }
     // Long-running watches are not counted against the in-flight limit, as upstream.
     let _permit = if info.verb == "watch" {
         None

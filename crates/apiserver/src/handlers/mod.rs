@@ -3,6 +3,7 @@
 //! (`sub.rs`) each live in their own module.
 
 mod csr;
+pub mod node_proxy;
 mod read;
 mod sub;
 mod token_request;

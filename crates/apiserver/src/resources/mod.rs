@@ -203,8 +203,8 @@ pub static RESOURCES: LazyLock<Vec<ResourceDef>> = LazyLock::new(|| {
     use api::*;
     vec![
         def::<core::v1::Namespace>(d!("", "v1", "namespaces", "namespace", "Namespace", ns=false, short=&["ns"], cat=NONE, sub=&["status", "finalize"], gen=false), self::core::Namespaces),
-        def::<core::v1::Pod>(d!("", "v1", "pods", "pod", "Pod", ns=true, short=&["po"], cat=ALL, sub=&["status", "binding", "eviction"], gen=false), self::core::Pods),
-        def::<core::v1::Node>(d!("", "v1", "nodes", "node", "Node", ns=false, short=&["no"], cat=NONE, sub=STATUS, gen=false), self::core::Nodes),
+        def::<core::v1::Pod>(d!("", "v1", "pods", "pod", "Pod", ns=true, short=&["po"], cat=ALL, sub=&["status", "binding", "eviction", "log", "exec", "attach", "portforward"], gen=false), self::core::Pods),
+        def::<core::v1::Node>(d!("", "v1", "nodes", "node", "Node", ns=false, short=&["no"], cat=NONE, sub=&["status", "proxy"], gen=false), self::core::Nodes),
         def::<core::v1::Service>(d!("", "v1", "services", "service", "Service", ns=true, short=&["svc"], cat=ALL, sub=STATUS, gen=false), self::core::Services),
         def::<core::v1::Endpoints>(d!("", "v1", "endpoints", "endpoints", "Endpoints", ns=true, short=&["ep"], cat=NONE, sub=NONE, gen=false), self::config::Endpoints),
         def::<core::v1::ConfigMap>(d!("", "v1", "configmaps", "configmap", "ConfigMap", ns=true, short=&["cm"], cat=NONE, sub=NONE, gen=false), self::core::ConfigMaps),

@@ -9,8 +9,8 @@
 //! itself serves.
 
 pub mod admission;
-pub mod audit;
 mod admission_node;
+pub mod audit;
 pub mod auth;
 mod bootstrap;
 mod crd;

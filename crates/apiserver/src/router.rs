@@ -76,14 +76,12 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         {
             None => ErrorResponse(ApiError::unauthorized()).into_response(),
             Some(user) => {
-                let user = match crate::auth::impersonate::apply(
-                    app.authz.as_ref(),
-                    user,
-                    &parts.headers,
-                ) {
-                    Ok(user) => user,
-                    Err(err) => return ErrorResponse(err).into_response(),
-                };
+                let user =
+                    match crate::auth::impersonate::apply(app.authz.as_ref(), user, &parts.headers)
+                    {
+                        Ok(user) => user,
+                        Err(err) => return ErrorResponse(err).into_response(),
+                    };
                 match app
                     .audit
                     .as_ref()

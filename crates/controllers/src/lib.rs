@@ -8,8 +8,8 @@
 
 pub mod util;
 
-pub mod clusterroleaggregation;
 pub mod certificates;
+pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -81,6 +81,7 @@ impl NodeArgs {
 /// containerd it started. Pods keep running across agent restarts.
 pub async fn run(
     client: kube::Client,
+    ca_pem: String,
     agent_dir: &Path,
     cluster_domain: &str,
     args: &NodeArgs,
@@ -102,8 +103,24 @@ pub async fn run(
     let mut config = args.config(agent_dir.to_path_buf(), cluster_domain, &endpoint)?;
     config.cni_conf_dir = cni_conf_dir;
     tracing::info!(node = %config.node_name, ip = %config.node_ip, runtime = %endpoint, "starting the node agent");
+    // The API server reaches logs, exec, attach and port-forward here.
+    let listener = tokio::net::TcpListener::bind((IpAddr::from([0, 0, 0, 0]), config.kubelet_port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the agent's port {} (in use? give --kubelet-port)",
+                config.kubelet_port
+            )
+        })?;
+    let server = skiff_agent::server::ServerConfig {
+        ca_pem,
+        cri: containerd.cri().clone(),
+        serving_names: vec![config.node_name.clone(), config.node_ip.to_string()],
+    };
+    let serving = tokio::spawn(skiff_agent::server::serve(listener, server));
     let plugins = skiff_agent::Plugins::standard(config.agent_dir.clone(), client.clone());
     let result = skiff_agent::run(client, config, plugins, shutdown).await;
+    serving.abort();
     containerd.stop().await;
     result.context("node agent")
 }
@@ -116,10 +133,9 @@ pub fn node_kubeconfig(
     node: &str,
 ) -> Result<PathBuf> {
     let user = format!("system:node:{node}");
-    // system:masters until RBAC's node authorizer lands.
     let (cert, key) = running
         .pki
-        .issue_client(&user, &["system:nodes", "system:masters"])
+        .issue_client(&user, &["system:nodes"])
         .with_context(|| format!("issuing a client certificate for {user}"))?;
     let server = format!("https://{}", running.app.server_address);
     let yaml = running.pki.kubeconfig(&server, &user, &cert, &key);
@@ -128,4 +144,35 @@ pub fn node_kubeconfig(
     let path = dir.join("kubelet.kubeconfig");
     crate::components::write_private(&path, &yaml)?;
     Ok(path)
+}
+
+/// The cluster CA a kubeconfig trusts (PEM): client certificates the agent's server
+/// accepts must chain to it.
+pub fn ca_from_kubeconfig(path: &Path) -> Result<String> {
+    use base64::Engine;
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let cluster = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .with_context(|| format!("{} names no cluster", path.display()))?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .with_context(|| {
+                format!(
+                    "{}: certificate-authority-data is not base64",
+                    path.display()
+                )
+            })?;
+        return String::from_utf8(pem).context("the cluster CA is not PEM text");
+    }
+    if let Some(file) = &cluster.certificate_authority {
+        return std::fs::read_to_string(file).with_context(|| format!("reading {file}"));
+    }
+    anyhow::bail!(
+        "{} has no cluster CA (certificate-authority-data)",
+        path.display()
+    )
 }

@@ -454,9 +454,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
         let node = args.node.clone();
         let domain = config_domain.clone();
+        let ca_pem = running.pki.ca_cert_pem.clone();
         let stop = shutdown.clone();
         agent_task = Some(tokio::spawn(async move {
-            if let Err(e) = agent::run(client, &agent_dir, &domain, &node, stop).await {
+            if let Err(e) = agent::run(client, ca_pem, &agent_dir, &domain, &node, stop).await {
                 tracing::error!("the node agent stopped: {e:#}");
             }
         }));
@@ -485,9 +486,16 @@ async fn wait_for_signal() -> Result<()> {
 
 #[derive(Args)]
 struct AgentArgs {
-    /// Kubeconfig of the cluster to join.
-    #[arg(long, env = "KUBECONFIG")]
-    kubeconfig: PathBuf,
+    /// Server to join (with --token), e.g. https://10.0.0.5:6443.
+    #[arg(long, env = "SKIFF_URL", requires = "token")]
+    server: Option<String>,
+    /// Join token the server printed (`<data-dir>/server/token` on the server, or `skiff
+    /// token create`): the node gets its own certificate with it.
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true, requires = "server")]
+    token: Option<String>,
+    /// Kubeconfig to use instead of joining with --server/--token.
+    #[arg(long, env = "KUBECONFIG", conflicts_with = "token")]
+    kubeconfig: Option<PathBuf>,
     /// Where the agent keeps its files (`<data-dir>/agent`)
     /// [default: /var/lib/skiff as root, else ~/.skiff]
     #[arg(long, env = "SKIFF_DATA_DIR")]
@@ -500,12 +508,36 @@ struct AgentArgs {
 }
 
 async fn node_agent(args: AgentArgs) -> Result<()> {
-    let client = skiff_runtime::client::from_kubeconfig_file(&args.kubeconfig).await?;
-    let agent_dir = args.data_dir.unwrap_or_else(default_data_dir).join("agent");
+    let agent_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(default_data_dir)
+        .join("agent");
+    let kubeconfig = match (&args.server, &args.token, &args.kubeconfig) {
+        (Some(server), Some(token), _) => {
+            let cred = agent_dir.join("cred");
+            let joined = skiff_runtime::join::join(server, token, &args.node.node_name(), &cred)
+                .await
+                .context("joining the cluster")?;
+            joined.kubeconfig
+        }
+        (_, _, Some(path)) => path.clone(),
+        _ => bail!("give --server and --token to join a cluster (or --kubeconfig)"),
+    };
+    let client = skiff_runtime::client::from_kubeconfig_file(&kubeconfig).await?;
+    let ca_pem = agent::ca_from_kubeconfig(&kubeconfig)?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let mut task = tokio::spawn(async move {
-        agent::run(client, &agent_dir, &args.cluster_domain, &args.node, stop).await
+        agent::run(
+            client,
+            ca_pem,
+            &agent_dir,
+            &args.cluster_domain,
+            &args.node,
+            stop,
+        )
+        .await
     });
     tokio::select! {
         signal = wait_for_signal() => {

@@ -95,9 +95,23 @@ pub fn hostname() -> String {
 /// The first non-loopback IPv4 address of this machine, if any.
 pub fn first_ipv4() -> Option<IpAddr> {
     let ifaces = if_addrs::get_if_addrs().ok()?;
+    // The address of the interface the default route leaves by, as the kubelet picks;
+    // never a pod bridge's (which also holds a private address, and may sort first).
+    let default_iface = default_route_interface();
+    if let Some(ip) = ifaces
+        .iter()
+        .filter(|i| Some(&i.name) == default_iface.as_ref())
+        .find_map(|i| match i.ip() {
+            IpAddr::V4(ip) => Some(IpAddr::V4(ip)),
+            _ => None,
+        })
+    {
+        return Some(ip);
+    }
     let mut v4: Vec<_> = ifaces
         .iter()
         .filter(|i| !i.is_loopback())
+        .filter(|i| !is_pod_interface(&i.name))
         .filter_map(|i| match i.ip() {
             IpAddr::V4(ip) if !ip.is_link_local() => Some(ip),
             _ => None,
@@ -105,4 +119,20 @@ pub fn first_ipv4() -> Option<IpAddr> {
         .collect();
     v4.sort();
     v4.first().copied().map(IpAddr::V4)
+}
+
+/// Bridges and veths made for pods (ours, CNI's, docker's) are never the node's address.
+fn is_pod_interface(name: &str) -> bool {
+    ["skiff", "cni", "veth", "docker", "flannel"]
+        .iter()
+        .any(|p| name.starts_with(p))
+}
+
+/// The interface of the IPv4 default route, from /proc/net/route.
+fn default_route_interface() -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.len() > 2 && fields[1] == "00000000").then(|| fields[0].to_string())
+    })
 }

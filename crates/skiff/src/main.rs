@@ -374,7 +374,8 @@ async fn server(args: ServerArgs) -> Result<()> {
         not_ready: args.default_not_ready_toleration_seconds,
         unreachable: args.default_unreachable_toleration_seconds,
     };
-    let settings = args.loops.settings()?;
+    // Checked before anything starts; the CA paths are filled in once the PKI exists.
+    let mut loop_settings = args.loops.settings()?;
     let started = Instant::now();
     let running = skiff_apiserver::start(config)
         .await
@@ -406,7 +407,6 @@ async fn server(args: ServerArgs) -> Result<()> {
         running.address.port()
     );
     let tls_dir = data_dir.join("server").join("tls");
-    let mut loop_settings = args.loops.settings()?;
     loop_settings
         .cluster_signing_cert_file
         .get_or_insert_with(|| tls_dir.join("ca.crt"));
@@ -442,7 +442,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
         loops.push(tokio::spawn(components::controller_manager(
             client,
-            settings.clone(),
+            loop_settings,
             Vec::new(),
             shutdown.clone(),
         )));

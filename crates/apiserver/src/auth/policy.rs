@@ -139,7 +139,11 @@ fn controller_manager_rules() -> Vec<Value> {
             &["leases"],
             &["kube-controller-manager"],
         ),
-        rule(&["create"], &[""], &["secrets", "serviceaccounts"]),
+        rule(
+            &["create"],
+            &[""],
+            &["configmaps", "secrets", "serviceaccounts"],
+        ),
         rule(&["delete"], &[""], &["secrets"]),
         rule(
             &["get"],

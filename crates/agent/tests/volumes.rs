@@ -315,7 +315,7 @@ async fn projected_service_account_token() {
 }
 
 async fn token_request_served(client: &kube::Client) -> bool {
-    let list = client.list_api_group_resources("v1").await;
+    let list = client.list_core_api_resources("v1").await;
     list.map(|l| {
         l.resources
             .iter()

@@ -298,9 +298,26 @@ fn delete_by_name_selector_and_all() {
     );
     let out = server.ok(&["delete", "configmap", "-l", "grp=two"]);
     assert_eq!(out, "configmap \"c\" deleted\nconfigmap \"d\" deleted\n");
-    assert_eq!(server.ok(&["get", "cm", "-o", "name"]), "configmap/b\n");
+    // kube-root-ca.crt is published in every namespace, as upstream.
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "cm",
+            "-o",
+            "name",
+            "--field-selector",
+            "metadata.name!=kube-root-ca.crt"
+        ]),
+        "configmap/b\n"
+    );
     server.ok(&["delete", "configmap", "--all"]);
-    let out = server.kubectl(&["get", "cm"]);
+    // (The publisher puts kube-root-ca.crt back at once, as upstream's does.)
+    let out = server.kubectl(&[
+        "get",
+        "cm",
+        "--field-selector",
+        "metadata.name!=kube-root-ca.crt",
+    ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "No resources found in default namespace."

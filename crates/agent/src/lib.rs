@@ -127,6 +127,7 @@ pub async fn run(
         .probes
         .as_ref()
         .map(|f| f(runtime.cri.clone(), wake_tx.clone()));
+    let probe_events = probes.as_ref().and_then(|p| p.events());
     let manager = manager::Manager::new(
         config.clone(),
         client.clone(),
@@ -140,6 +141,14 @@ pub async fn run(
     informers.start(shutdown.clone());
 
     let mut tasks = Vec::new();
+    if let Some(events) = probe_events {
+        tasks.push(tokio::spawn(record_probe_events(
+            events,
+            pods.clone(),
+            manager.recorder.clone(),
+            shutdown.clone(),
+        )));
+    }
     let hb = heartbeat::Heartbeat::new(client.clone(), config.clone(), machine, runtime_version);
     tasks.push(tokio::spawn(hb.run(health_rx, shutdown.clone())));
     tasks.push(tokio::spawn(network::run(
@@ -197,4 +206,38 @@ pub async fn run(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Failed probes become the kubelet's `Unhealthy` (or `ProbeWarning`) events on the pod,
+/// pointing at the container.
+async fn record_probe_events(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<probe::ProbeEvent>,
+    pods: skiff_runtime::Informer<Pod>,
+    recorder: skiff_runtime::events::Recorder,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let Some(pod) = pods
+            .list()
+            .into_iter()
+            .find(|p| p.metadata.uid.as_deref() == Some(event.pod_uid.as_str()))
+        else {
+            continue;
+        };
+        let mut object = skiff_runtime::events::reference(pod.as_ref());
+        object.field_path = Some(format!("spec.containers{{{}}}", event.container_name));
+        recorder.record(
+            object,
+            skiff_runtime::events::EventType::Warning,
+            event.reason(),
+            event.message.clone(),
+        );
+    }
 }

@@ -31,6 +31,10 @@ pub trait Probes: Send + Sync {
     fn started(&self, container_id: &str) -> bool;
     /// Whether liveness failed since last asked (asking clears it).
     fn liveness_failed(&self, container_id: &str) -> bool;
+    /// Failed (and warned) probe runs from now on, to record as events.
+    fn events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::probe::ProbeEvent>> {
+        None
+    }
 }
 
 /// Makes the probe manager once the runtime is known; it wakes pods (by uid) whose
@@ -101,5 +105,8 @@ impl Probes for crate::probe::ProbeManager {
     }
     fn liveness_failed(&self, container_id: &str) -> bool {
         crate::probe::ProbeManager::liveness_failed(self, container_id)
+    }
+    fn events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<crate::probe::ProbeEvent>> {
+        Some(crate::probe::ProbeManager::events(self))
     }
 }

@@ -126,7 +126,9 @@ fn resource_quota_refuses_the_create_that_would_exceed_it() {
 fn racing_creates_cannot_exceed_a_quota() {
     let s = Server::start_with(&["--disable-scheduler"]);
     s.ok(&["create", "namespace", "race"]);
-    s.ok(&["create", "quota", "q", "-n", "race", "--hard=configmaps=5"]);
+    // Secrets: nothing else creates them in a new namespace (kube-root-ca.crt is a
+    // ConfigMap published in every namespace, and would count).
+    s.ok(&["create", "quota", "q", "-n", "race", "--hard=secrets=5"]);
     wait_quota_synced(&s, "race", "q");
     // 40 creates at once from 8 clients (own connections), so many reach the quota
     // check together; only the compare-and-swap of its usage keeps them honest.
@@ -137,12 +139,12 @@ fn racing_creates_cannot_exceed_a_quota() {
             clients.push(support::kube_client(&s.kubeconfig).await);
         }
         let creates = (0..40).map(|i| {
-            let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
                 kube::Api::namespaced(clients[i % clients.len()].clone(), "race");
             async move {
-                let mut cm = k8s_openapi::api::core::v1::ConfigMap::default();
-                cm.metadata.name = Some(format!("cm-{i}"));
-                api.create(&Default::default(), &cm).await.map(|_| ())
+                let mut secret = k8s_openapi::api::core::v1::Secret::default();
+                secret.metadata.name = Some(format!("s-{i}"));
+                api.create(&Default::default(), &secret).await.map(|_| ())
             }
         });
         futures::future::join_all(creates).await
@@ -153,13 +155,13 @@ fn racing_creates_cannot_exceed_a_quota() {
         let text = err.to_string();
         assert!(text.contains("exceeded quota: q"), "{text}");
     }
-    let stored = s.ok(&["get", "configmaps", "-n", "race", "-o", "name"]);
-    let ours = stored.lines().filter(|l| l.contains("cm-")).count();
+    let stored = s.ok(&["get", "secrets", "-n", "race", "-o", "name"]);
+    let ours = stored.lines().filter(|l| l.contains("/s-")).count();
     assert_eq!(ours, 5, "{stored}");
     // kubectl sees the same refusal once the quota is full.
-    let err = s.fails(&["create", "configmap", "one-more", "-n", "race"]);
+    let err = s.fails(&["create", "secret", "generic", "one-more", "-n", "race"]);
     assert!(
-        err.contains("configmaps \"one-more\" is forbidden: exceeded quota: q, requested: configmaps=1, used: configmaps=5, limited: configmaps=5"),
+        err.contains("secrets \"one-more\" is forbidden: exceeded quota: q, requested: secrets=1, used: secrets=5, limited: secrets=5"),
         "{err}"
     );
 }

@@ -194,4 +194,16 @@ spec:
     s.wait_pod("unhealthy", T, "a restart after liveness failures", |p| {
         container(p, "c")["restartCount"].as_i64().unwrap_or(0) >= 1
     });
+    // Each failure is the kubelet's Unhealthy event, naming the probe.
+    support::eventually(T, "an Unhealthy event", || {
+        let events = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=unhealthy",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+        ]);
+        events.contains("Unhealthy: Liveness probe failed")
+    });
 }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, KeyToPath};
-use kube::Api;
 
 use super::atomic::Payload;
 use super::keys::{self, Source, DEFAULT_MODE};
@@ -39,15 +38,9 @@ pub async fn project(
     default_mode: u32,
     optional: bool,
 ) -> Result<Payload, String> {
-    let found = Api::<ConfigMap>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("configmap \"{name}\": {e}"))?;
-    let Some(cm) = found else {
-        if optional {
-            return Ok(Payload::new());
-        }
-        return Err(format!("configmap \"{name}\" not found"));
+    let Some(cm) = keys::fetch::<ConfigMap>(client, namespace, name, "configmap", optional).await?
+    else {
+        return Ok(Payload::new());
     };
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (k, v) in cm.data.unwrap_or_default() {

@@ -7,6 +7,33 @@ use k8s_openapi::api::core::v1::KeyToPath;
 
 use super::atomic::{validate_path, FileProjection, Payload};
 
+/// Reads the ConfigMap or Secret `name` a volume projects. `Ok(None)`: it is missing and
+/// `optional` (an empty volume); missing and required is upstream's `<what> "name" not
+/// found`.
+pub async fn fetch<K>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    optional: bool,
+) -> Result<Option<K>, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let found = kube::Api::<K>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("{what} \"{name}\": {e}"))?;
+    match found {
+        Some(obj) => Ok(Some(obj)),
+        None if optional => Ok(None),
+        None => Err(format!("{what} \"{name}\" not found")),
+    }
+}
+
 /// Upstream's default file mode (0644) when `defaultMode` is not given.
 pub const DEFAULT_MODE: u32 = 0o644;
 

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{KeyToPath, Secret, SecretVolumeSource};
-use kube::Api;
 
 use super::atomic::Payload;
 use super::keys::{self, Source, DEFAULT_MODE};
@@ -40,15 +39,9 @@ pub async fn project(
     default_mode: u32,
     optional: bool,
 ) -> Result<Payload, String> {
-    let found = Api::<Secret>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("secret \"{name}\": {e}"))?;
-    let Some(secret) = found else {
-        if optional {
-            return Ok(Payload::new());
-        }
-        return Err(format!("secret \"{name}\" not found"));
+    let Some(secret) = keys::fetch::<Secret>(client, namespace, name, "secret", optional).await?
+    else {
+        return Ok(Payload::new());
     };
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     // stringData is folded into data by the API server; read it too in case a server

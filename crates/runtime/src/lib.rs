@@ -21,6 +21,7 @@ pub mod join;
 pub mod leader;
 pub mod queue;
 pub mod selector;
+pub mod tls;
 pub mod worker;
 
 pub use informer::{Change, Informer, InformerFactory, ObjectKey};

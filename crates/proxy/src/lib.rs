@@ -9,8 +9,9 @@ mod model;
 mod nft;
 mod rules;
 mod sync;
+mod table;
 
 pub use model::{Endpoint, Protocol, ServicePort, TrafficPolicy};
 pub use nft::{Nft, NftError};
 pub use rules::{Ruleset, TABLE};
-pub use sync::{run, Settings};
+pub use sync::{run, Settings, SyncReport};

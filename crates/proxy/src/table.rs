@@ -1,0 +1,303 @@
+//! The rules of every Service, kept per Service, so that a change rebuilds and diffs only
+//! the Services it touches instead of the whole table (kube-proxy's partial sync).
+//!
+//! Chains and affinity sets belong to one Service each (their names carry its id). Map
+//! elements are keyed by address and port, and two Services may claim the same key (the
+//! same external IP and port, say): every claim is remembered and the Service sorting last
+//! by namespace and name wins, as [`Ruleset::build`] over all Services decides it, so the
+//! kernel holds the same rules whichever way they were computed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::model::ServicePort;
+use crate::rules::Ruleset;
+
+/// A Service: (namespace, name).
+pub type ServiceKey = (String, String);
+
+#[derive(Default)]
+pub struct Table {
+    cluster_cidr: Option<String>,
+    services: HashMap<ServiceKey, Ruleset>,
+    /// (map, element key) → claiming Service → verdict.
+    claims: HashMap<(&'static str, String), BTreeMap<ServiceKey, String>>,
+}
+
+/// What one sync changes: the touched part of the table before and after. Its script is
+/// what `Ruleset::diff_script` would give for the whole table, computed from this part.
+#[derive(Default)]
+pub struct Delta {
+    before: Ruleset,
+    after: Ruleset,
+    /// Element keys already touched: their state before this delta is recorded (an
+    /// absent key in `before` was absent from the kernel).
+    seen: HashSet<(&'static str, String)>,
+}
+
+impl Delta {
+    /// The `nft` script that applies the change.
+    pub fn script(&self) -> String {
+        self.before.diff_script(&self.after)
+    }
+}
+
+impl Table {
+    pub fn new(cluster_cidr: Option<&str>) -> Self {
+        Self {
+            cluster_cidr: cluster_cidr.map(str::to_string),
+            ..Self::default()
+        }
+    }
+
+    pub fn cluster_cidr(&self) -> Option<&str> {
+        self.cluster_cidr.as_deref()
+    }
+
+    pub fn services(&self) -> usize {
+        self.services.len()
+    }
+
+    /// How many chains and map elements the table holds.
+    pub fn size(&self) -> (usize, usize) {
+        let chains = self.services.values().map(|s| s.chains.len()).sum();
+        (chains, self.claims.len())
+    }
+
+    /// Sets one Service's ports (none: the Service is gone or proxies nothing), recording
+    /// in `delta` what that changes. Give each Service at most once per delta.
+    pub fn update(&mut self, key: ServiceKey, ports: &[ServicePort], delta: &mut Delta) {
+        let new = Ruleset::build(ports, self.cluster_cidr.as_deref());
+        let empty = Ruleset::default();
+        let old = self.services.get(&key).unwrap_or(&empty);
+        if new.chains == old.chains && new.sets == old.sets && new.maps == old.maps {
+            return;
+        }
+        for (name, rules) in &old.chains {
+            delta
+                .before
+                .chains
+                .entry(name.clone())
+                .or_insert_with(|| rules.clone());
+        }
+        for (name, rules) in &new.chains {
+            delta.after.chains.insert(name.clone(), rules.clone());
+        }
+        for (name, timeout) in &old.sets {
+            delta.before.sets.entry(name.clone()).or_insert(*timeout);
+        }
+        for (name, timeout) in &new.sets {
+            delta.after.sets.insert(name.clone(), *timeout);
+        }
+        // Every element key either version claims: its winner before and after.
+        let mut touched: Vec<(&'static str, String)> = Vec::new();
+        for rs in [old, &new] {
+            for (map, elements) in &rs.maps {
+                touched.extend(elements.keys().map(|k| (*map, k.clone())));
+            }
+        }
+        touched.sort();
+        touched.dedup();
+        for (map, element) in &touched {
+            let winner = |claims: &HashMap<_, BTreeMap<ServiceKey, String>>| {
+                claims
+                    .get(&(*map, element.clone()))
+                    .and_then(|c| c.values().next_back().cloned())
+            };
+            if delta.seen.insert((map, element.clone())) {
+                if let Some(v) = winner(&self.claims) {
+                    delta
+                        .before
+                        .maps
+                        .entry(map)
+                        .or_default()
+                        .insert(element.clone(), v);
+                }
+            }
+            let claim = self.claims.entry((map, element.clone())).or_default();
+            match new.maps.get(map).and_then(|m| m.get(element)) {
+                Some(verdict) => {
+                    claim.insert(key.clone(), verdict.clone());
+                }
+                None => {
+                    claim.remove(&key);
+                }
+            }
+            if claim.is_empty() {
+                self.claims.remove(&(*map, element.clone()));
+            }
+            let after = delta.after.maps.entry(map).or_default();
+            match winner(&self.claims) {
+                Some(v) => {
+                    after.insert(element.clone(), v);
+                }
+                None => {
+                    after.remove(element);
+                }
+            }
+        }
+        if ports.is_empty() {
+            self.services.remove(&key);
+        } else {
+            self.services.insert(key, new);
+        }
+    }
+
+    /// The whole table (for the first sync, and to start over).
+    pub fn ruleset(&self) -> Ruleset {
+        let mut rs = Ruleset::build(&[], self.cluster_cidr.as_deref());
+        for part in self.services.values() {
+            rs.chains
+                .extend(part.chains.iter().map(|(k, v)| (k.clone(), v.clone())));
+            rs.sets
+                .extend(part.sets.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        for ((map, element), claim) in &self.claims {
+            if let Some(v) = claim.values().next_back() {
+                rs.maps
+                    .entry(map)
+                    .or_default()
+                    .insert(element.clone(), v.clone());
+            }
+        }
+        rs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Endpoint, Protocol, TrafficPolicy};
+
+    fn port(ns: &str, name: &str, ip: &str, node_port: Option<u16>, eps: &[&str]) -> ServicePort {
+        ServicePort {
+            namespace: ns.into(),
+            name: name.into(),
+            port_name: "http".into(),
+            protocol: Protocol::Tcp,
+            cluster_ips: vec![ip.parse().unwrap()],
+            port: 80,
+            node_port,
+            external_ips: vec!["192.0.2.10".parse().unwrap()],
+            affinity_seconds: None,
+            internal_policy: TrafficPolicy::Cluster,
+            external_policy: TrafficPolicy::Cluster,
+            endpoints: eps
+                .iter()
+                .map(|e| Endpoint {
+                    ip: e.parse().unwrap(),
+                    port: 8080,
+                    local: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Applies `ports` per Service both ways: the incremental delta against the table so
+    /// far, and the whole-table diff; they must agree line for line.
+    fn step(
+        table: &mut Table,
+        all: &mut BTreeMap<ServiceKey, Vec<ServicePort>>,
+        changes: Vec<(ServiceKey, Vec<ServicePort>)>,
+    ) {
+        let cidr = Some("10.244.0.0/16");
+        let flat = |all: &BTreeMap<ServiceKey, Vec<ServicePort>>| {
+            let v: Vec<ServicePort> = all.values().flatten().cloned().collect();
+            Ruleset::build(&v, cidr)
+        };
+        let before = flat(all);
+        assert_eq!(table.ruleset(), before);
+        let mut delta = Delta::default();
+        for (key, ports) in changes {
+            table.update(key.clone(), &ports, &mut delta);
+            if ports.is_empty() {
+                all.remove(&key);
+            } else {
+                all.insert(key, ports);
+            }
+        }
+        let after = flat(all);
+        assert_eq!(table.ruleset(), after);
+        let elements = after.maps.values().map(|m| m.len()).sum();
+        assert_eq!(table.size(), (after.chains.len(), elements));
+        assert_eq!(delta.script(), before.diff_script(&after));
+    }
+
+    #[test]
+    fn incremental_updates_give_the_same_script_as_a_whole_table_diff() {
+        let mut table = Table::new(Some("10.244.0.0/16"));
+        let mut all = BTreeMap::new();
+        let key = |ns: &str, n: &str| (ns.to_string(), n.to_string());
+        // Both claim the external IP 192.0.2.10:80; "b/web" sorts last and wins.
+        step(
+            &mut table,
+            &mut all,
+            vec![
+                (
+                    key("a", "web"),
+                    vec![port(
+                        "a",
+                        "web",
+                        "10.43.0.1",
+                        Some(30001),
+                        &["10.42.0.1", "10.42.0.2"],
+                    )],
+                ),
+                (
+                    key("b", "web"),
+                    vec![port("b", "web", "10.43.0.2", None, &["10.42.1.1"])],
+                ),
+                (
+                    key("c", "empty"),
+                    vec![port("c", "empty", "10.43.0.3", None, &[])],
+                ),
+            ],
+        );
+        // One endpoint goes, one comes.
+        step(
+            &mut table,
+            &mut all,
+            vec![(
+                key("a", "web"),
+                vec![port(
+                    "a",
+                    "web",
+                    "10.43.0.1",
+                    Some(30001),
+                    &["10.42.0.2", "10.42.0.3"],
+                )],
+            )],
+        );
+        // The winner of the shared key goes: the other takes it over.
+        step(&mut table, &mut all, vec![(key("b", "web"), vec![])]);
+        // A Service without endpoints gets one; an unchanged update changes nothing.
+        step(
+            &mut table,
+            &mut all,
+            vec![
+                (
+                    key("c", "empty"),
+                    vec![port("c", "empty", "10.43.0.3", None, &["10.42.2.1"])],
+                ),
+                (
+                    key("a", "web"),
+                    vec![port(
+                        "a",
+                        "web",
+                        "10.43.0.1",
+                        Some(30001),
+                        &["10.42.0.2", "10.42.0.3"],
+                    )],
+                ),
+            ],
+        );
+        step(&mut table, &mut all, vec![]);
+        // Everything goes.
+        step(
+            &mut table,
+            &mut all,
+            vec![(key("a", "web"), vec![]), (key("c", "empty"), vec![])],
+        );
+        assert!(table.claims.is_empty());
+        assert_eq!(table.services(), 0);
+    }
+}

@@ -46,13 +46,19 @@ impl Forwarder {
         self.cache.len()
     }
 
+    /// The cached answer to `request` (id and question as asked), if there is one.
+    pub fn from_cache(&self, request: &Message) -> Option<Message> {
+        let mut hit = self.cache.get(&Key::of(request)?)?;
+        hit.set_id(request.id());
+        Some(hit)
+    }
+
     /// The upstream answer to `request` (id and question as asked), or SERVFAIL.
     pub async fn resolve(&self, request: &Message) -> Message {
-        let key = Key::of(request);
-        if let Some(mut hit) = key.as_ref().and_then(|k| self.cache.get(k)) {
-            hit.set_id(request.id());
+        if let Some(hit) = self.from_cache(request) {
             return hit;
         }
+        let key = Key::of(request);
         for upstream in &self.upstreams {
             match exchange(*upstream, request).await {
                 Ok(resp) => {

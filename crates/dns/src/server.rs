@@ -1,5 +1,7 @@
-//! The DNS listeners: UDP and TCP on each address, one task per question so a slow
-//! upstream never holds up cluster names.
+//! The DNS listeners: UDP and TCP on each address. Over UDP, questions answered from the
+//! cluster or the cache are answered by the receiving task itself; each question for the
+//! upstream gets a task of its own, so a slow upstream never holds up cluster names. Over
+//! TCP each connection has its task.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,14 +73,33 @@ async fn serve_udp(socket: Arc<UdpSocket>, resolver: Arc<Resolver>, shutdown: Ca
                 }
             },
         };
-        let packet = buf[..n].to_vec();
-        let socket = socket.clone();
-        let resolver = resolver.clone();
-        tokio::spawn(async move {
-            if let Some(resp) = resolver.handle(&packet, true).await {
-                let _ = socket.send_to(&resp, peer).await;
+        // Cluster names and cached answers need no I/O: answered here, without handing
+        // the question to another task (and maybe another thread). Only questions for
+        // the upstream get a task of their own, so a slow upstream holds up nothing else.
+        let resp = match resolver.handle_now(&buf[..n], true) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => continue,
+            Err(request) => {
+                let socket = socket.clone();
+                let resolver = resolver.clone();
+                tokio::spawn(async move {
+                    let resp = resolver.upstream(&request).await;
+                    if let Some(resp) = resolver.finish(&request, resp, true) {
+                        let _ = socket.send_to(&resp, peer).await;
+                    }
+                });
+                continue;
             }
-        });
+        };
+        match socket.try_send_to(&resp, peer) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let _ = socket.send_to(&resp, peer).await;
+                });
+            }
+            _ => {}
+        }
     }
 }
 
@@ -118,30 +139,50 @@ async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>, shutdown: Can
 
 impl Resolver {
     async fn handle(&self, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+        match self.handle_now(packet, udp) {
+            Ok(resp) => resp,
+            Err(request) => {
+                let resp = self.upstream(&request).await;
+                self.finish(&request, resp, udp)
+            }
+        }
+    }
+
+    /// The answer to `packet` if it needs no upstream (None: nothing to send back), or
+    /// the parsed request when it does.
+    fn handle_now(&self, packet: &[u8], udp: bool) -> Result<Option<Vec<u8>>, Message> {
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
                 // A header we can read gets FORMERR; anything less is dropped.
                 if packet.len() < 12 {
-                    return None;
+                    return Ok(None);
                 }
                 let mut resp = Message::new();
                 resp.set_id(u16::from_be_bytes([packet[0], packet[1]]))
                     .set_message_type(MessageType::Response)
                     .set_response_code(ResponseCode::FormErr);
-                return resp.to_vec().ok();
+                return Ok(resp.to_vec().ok());
             }
         };
         if request.message_type() != MessageType::Query {
-            return None;
+            return Ok(None);
         }
         let resp = if request.op_code() != OpCode::Query {
             failure(&request, ResponseCode::NotImp)
         } else if request.queries().len() != 1 {
             failure(&request, ResponseCode::FormErr)
         } else {
-            self.resolve(&request).await
+            match self.resolve_now(&request) {
+                Some(resp) => resp,
+                None => return Err(request),
+            }
         };
+        Ok(self.finish(&request, resp, udp))
+    }
+
+    /// The response's wire form: EDNS when asked, truncated when too big for UDP.
+    fn finish(&self, request: &Message, resp: Message, udp: bool) -> Option<Vec<u8>> {
         let mut resp = resp;
         if request.extensions().is_some() {
             let mut edns = Edns::new();
@@ -156,7 +197,7 @@ impl Resolver {
         };
         if udp && bytes.len() > limit {
             // Too big for this UDP client: say so, and it asks again over TCP.
-            let mut truncated = failure(&request, resp.response_code());
+            let mut truncated = failure(request, resp.response_code());
             truncated.set_truncated(true);
             truncated.set_authoritative(resp.authoritative());
             return truncated.to_vec().ok();
@@ -164,11 +205,12 @@ impl Resolver {
         Some(bytes)
     }
 
-    async fn resolve(&self, request: &Message) -> Message {
+    /// The answer from the cluster or the cache; None when the upstream must be asked.
+    fn resolve_now(&self, request: &Message) -> Option<Message> {
         let q = &request.queries()[0];
         let mut resp = failure(request, ResponseCode::NoError);
         match answer(&self.domain, q.name(), q.query_type(), self.view.as_ref()) {
-            Answer::Forward => return self.forwarder.resolve(request).await,
+            Answer::Forward => return self.forwarder.from_cache(request),
             Answer::Records(records) => {
                 resp.set_authoritative(true);
                 resp.add_answers(records);
@@ -192,18 +234,44 @@ impl Resolver {
                         Answer::Records(more) => {
                             resp.add_answers(more);
                         }
-                        Answer::Forward => {
-                            let mut chase = request.clone();
-                            chase.take_queries();
-                            chase.add_query(Query::query(target, q.query_type()));
-                            let upstream = self.forwarder.resolve(&chase).await;
-                            resp.add_answers(upstream.answers().to_vec());
-                        }
+                        Answer::Forward => return None,
                         _ => {}
                     }
                 }
             }
         }
-        resp
+        Some(resp)
+    }
+
+    /// The answer when the upstream is needed: a name outside the cluster, or the target
+    /// of an ExternalName Service.
+    async fn upstream(&self, request: &Message) -> Message {
+        let q = &request.queries()[0];
+        match answer(&self.domain, q.name(), q.query_type(), self.view.as_ref()) {
+            Answer::Forward => self.forwarder.resolve(request).await,
+            Answer::Cname(cname, target) if q.query_type() != RecordType::CNAME => {
+                let mut resp = failure(request, ResponseCode::NoError);
+                resp.set_authoritative(true);
+                resp.add_answer(*cname);
+                match answer(&self.domain, &target, q.query_type(), self.view.as_ref()) {
+                    Answer::Records(more) => {
+                        resp.add_answers(more);
+                    }
+                    Answer::Forward => {
+                        let mut chase = request.clone();
+                        chase.take_queries();
+                        chase.add_query(Query::query(target, q.query_type()));
+                        let upstream = self.forwarder.resolve(&chase).await;
+                        resp.add_answers(upstream.answers().to_vec());
+                    }
+                    _ => {}
+                }
+                resp
+            }
+            // The cluster changed since the question was looked at: answer from it.
+            _ => self
+                .resolve_now(request)
+                .unwrap_or_else(|| failure(request, ResponseCode::ServFail)),
+        }
     }
 }

@@ -773,6 +773,8 @@ struct TcpFigures {
     bulk_direct: (u64, f64),
     short_cluster: (Vec<u64>, u64, f64),
     short_direct: (Vec<u64>, u64, f64),
+    /// Each round's rate: (test, via ClusterIP) → per round.
+    rounds_seen: std::collections::BTreeMap<(&'static str, bool), Vec<f64>>,
 }
 
 struct DnsRow {
@@ -1076,6 +1078,7 @@ async fn throughput(
         bulk_direct: (0, 0.0),
         short_cluster: (Vec::new(), 0, 0.0),
         short_direct: (Vec::new(), 0, 0.0),
+        rounds_seen: Default::default(),
     };
     for round in 0..sizes.rounds {
         for turn in 0..2 {
@@ -1102,6 +1105,10 @@ async fn throughput(
             };
             slot.0 += bytes;
             slot.1 += s;
+            f.rounds_seen
+                .entry(("bulk", via))
+                .or_default()
+                .push(bytes as f64 / s.max(1e-9) / 1e6);
             println!(
                 "  round {} bulk {:<10} {:>8.1} MB/s",
                 round + 1,
@@ -1134,6 +1141,10 @@ async fn throughput(
                 .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
                 .unwrap_or_default();
             let s = v["secs"].as_f64().unwrap_or(0.0);
+            f.rounds_seen
+                .entry(("short", via))
+                .or_default()
+                .push(lat.len() as f64 / s.max(1e-9));
             println!(
                 "  round {} short {:<10} {:>8.0} conn/s ({} errors)",
                 round + 1,
@@ -1409,12 +1420,32 @@ fn render(
         thousands(bd),
         bc / bd.max(1e-9)
     ));
+    let range = |test: &'static str, via: bool| {
+        let v = tcp
+            .rounds_seen
+            .get(&(test, via))
+            .cloned()
+            .unwrap_or_default();
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(0.0, f64::max);
+        format!("{}–{}", thousands(lo), thousands(hi))
+    };
+    out.push_str(&format!(
+        "| … slowest–fastest round | {} | {} | |\n",
+        range("bulk", true),
+        range("bulk", false)
+    ));
     out.push_str(&format!(
         "| Short connections, {} workers (connections/s) | {} | {} | {:.2}× |\n",
         tcp.workers,
         thousands(sc),
         thousands(sd),
         sc / sd.max(1e-9)
+    ));
+    out.push_str(&format!(
+        "| … slowest–fastest round | {} | {} | |\n",
+        range("short", true),
+        range("short", false)
     ));
     let lat = |v: &[u64], q: f64| fmt_us(percentile(v, q));
     out.push_str(&format!(

@@ -37,6 +37,13 @@ pub struct NodeArgs {
     /// Extra node labels: key=value,...
     #[arg(long, value_delimiter = ',')]
     pub node_labels: Vec<String>,
+    /// Run no service proxy on this node (cluster IPs, node ports and load-balancer
+    /// addresses then do not work here).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+    /// Serve no cluster DNS on this node (the kube-dns Service then uses other nodes').
+    #[arg(long)]
+    pub disable_dns: bool,
 }
 
 impl NodeArgs {
@@ -84,6 +91,7 @@ pub async fn run(
     ca_pem: String,
     agent_dir: &Path,
     cluster_domain: &str,
+    cluster_cidr: Option<String>,
     args: &NodeArgs,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -102,6 +110,22 @@ pub async fn run(
     let endpoint = containerd.socket().display().to_string();
     let mut config = args.config(agent_dir.to_path_buf(), cluster_domain, &endpoint)?;
     config.cni_conf_dir = cni_conf_dir;
+    let services = crate::node_services::Options {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip,
+        cluster_domain: cluster_domain.to_string(),
+        cluster_cidr,
+        cluster_dns: config.cluster_dns.clone(),
+        proxy: !args.disable_kube_proxy,
+        dns: !args.disable_dns,
+    };
+    match crate::node_services::start(client.clone(), &services, shutdown.clone()).await {
+        Ok(annotations) => config.node_annotations.extend(annotations),
+        Err(err) => {
+            containerd.stop().await;
+            return Err(err);
+        }
+    }
     tracing::info!(node = %config.node_name, ip = %config.node_ip, runtime = %endpoint, "starting the node agent");
     // The API server reaches logs, exec, attach and port-forward here.
     let listener = tokio::net::TcpListener::bind((IpAddr::from([0, 0, 0, 0]), config.kubelet_port))

@@ -41,6 +41,9 @@ pub struct Config {
     pub program_routes: bool,
     /// Extra labels the node registers with.
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// The resolver configuration pods with dnsPolicy Default get, and where the cluster
+    /// DNS forwards other names (the kubelet's `--resolv-conf`).
+    pub resolv_conf: PathBuf,
     /// Annotations the node registers with (what else runs on it: the service proxy,
     /// cluster DNS). On a restart, `skiff.dev/` annotations not listed here are removed.
     pub node_annotations: std::collections::BTreeMap<String, String>,
@@ -67,6 +70,7 @@ impl Config {
             program_routes: true,
             node_labels: Default::default(),
             node_annotations: Default::default(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
 

@@ -44,6 +44,10 @@ pub struct NodeArgs {
     /// Serve no cluster DNS on this node (the kube-dns Service then uses other nodes').
     #[arg(long)]
     pub disable_dns: bool,
+    /// Resolver configuration for pods with dnsPolicy Default; the cluster DNS forwards
+    /// names outside the cluster to its nameservers.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 impl NodeArgs {
@@ -74,6 +78,7 @@ impl NodeArgs {
         config.kubelet_port = self.kubelet_port;
         config.max_pods = self.max_pods;
         config.cni_bridge = self.cni_bridge.clone();
+        config.resolv_conf = self.resolv_conf.clone();
         for kv in &self.node_labels {
             let (k, v) = kv
                 .split_once('=')
@@ -116,6 +121,7 @@ pub async fn run(
         cluster_domain: cluster_domain.to_string(),
         cluster_cidr,
         cluster_dns: config.cluster_dns.clone(),
+        resolv_conf: config.resolv_conf.clone(),
         proxy: !args.disable_kube_proxy,
         dns: !args.disable_dns,
     };

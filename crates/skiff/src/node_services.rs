@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub struct Options {
     pub cluster_cidr: Option<String>,
     /// The cluster DNS addresses pods are told to use: never forwarded to.
     pub cluster_dns: Vec<IpAddr>,
+    /// Where names outside the cluster go: this file's nameservers.
+    pub resolv_conf: PathBuf,
     pub proxy: bool,
     pub dns: bool,
 }
@@ -63,11 +65,10 @@ pub async fn start(
         annotations.insert(PROXY_ANNOTATION.to_string(), "nftables".to_string());
     }
     if opts.dns {
-        let upstreams: Vec<SocketAddr> =
-            skiff_dns::upstreams_from_resolv_conf(Path::new("/etc/resolv.conf"))
-                .into_iter()
-                .filter(|u| u.ip() != opts.node_ip && !opts.cluster_dns.contains(&u.ip()))
-                .collect();
+        let upstreams: Vec<SocketAddr> = skiff_dns::upstreams_from_resolv_conf(&opts.resolv_conf)
+            .into_iter()
+            .filter(|u| u.ip() != opts.node_ip && !opts.cluster_dns.contains(&u.ip()))
+            .collect();
         let factory = InformerFactory::new(client);
         let view = Arc::new(skiff_dns::InformerView::new(&factory));
         factory.start(shutdown.clone());

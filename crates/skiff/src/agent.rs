@@ -22,8 +22,9 @@ pub struct NodeArgs {
     /// CRI socket of a runtime to use instead of starting our own containerd.
     #[arg(long)]
     pub container_runtime_endpoint: Option<String>,
-    /// DNS server pods with dnsPolicy ClusterFirst use.
-    #[arg(long, default_value = "10.43.0.10", value_delimiter = ',')]
+    /// DNS server pods with dnsPolicy ClusterFirst use [default: the 10th address of the
+    /// server's --service-cidr, 10.43.0.10].
+    #[arg(long, value_delimiter = ',')]
     pub cluster_dns: Vec<IpAddr>,
     /// Port of the agent's streaming server (logs, exec, port-forward).
     #[arg(long, default_value_t = 10250)]
@@ -73,7 +74,9 @@ impl NodeArgs {
         };
         let mut config =
             skiff_agent::Config::new(&self.node_name(), node_ip, agent_dir, cri_endpoint);
-        config.cluster_dns = self.cluster_dns.clone();
+        if !self.cluster_dns.is_empty() {
+            config.cluster_dns = self.cluster_dns.clone();
+        }
         config.cluster_domain = cluster_domain.to_string();
         config.kubelet_port = self.kubelet_port;
         config.max_pods = self.max_pods;

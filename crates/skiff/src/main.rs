@@ -331,7 +331,7 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-async fn server(args: ServerArgs) -> Result<()> {
+async fn server(mut args: ServerArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = skiff_apiserver::Config::new(&data_dir);
     config.bind_address = args.bind_address;
@@ -341,6 +341,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         .service_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
+    // k3s's default: the Service range's 10th address (10.43.0.10 for the default range).
+    if args.node.cluster_dns.is_empty() {
+        args.node.cluster_dns = vec![IpAddr::V4(config.service_cidr.nth(10))];
+    }
     let config_domain = args.cluster_domain.clone();
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
@@ -427,12 +431,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         .root_ca_file
         .get_or_insert_with(|| tls_dir.join("ca.crt"));
     if !disabled(addons::COREDNS) {
-        let ip = *args
-            .node
-            .cluster_dns
-            .first()
-            .context("--cluster-dns is empty")?;
-        addons::ensure_kube_dns(&admin, ip).await?;
+        addons::ensure_kube_dns(&admin, args.node.cluster_dns[0]).await?;
     }
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();

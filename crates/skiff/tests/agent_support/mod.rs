@@ -70,6 +70,10 @@ impl AgentServer {
             &bridge,
             "--kubelet-port",
             &port,
+            // Several of these servers share the host's network namespace (one nftables
+            // table, one port 53): Services are tested in namespaces (netns_support).
+            "--disable-kube-proxy",
+            "--disable-dns",
         ]
         .iter()
         .map(|a| a.to_string())

@@ -18,7 +18,14 @@
 //!   default route via the bridge address, IP forwarding on), and in it `skiff agent`
 //!   named `node-<i>` that joins with the server's token (its own certificate through a
 //!   CSR), starts its own containerd under `<dir>/node-<i>/agent`, imports the busybox test
-//!   image ([`IMAGE`]) and routes the other nodes' pod subnets through their addresses.
+//!   image ([`IMAGE`]), routes the other nodes' pod subnets through their addresses, and
+//!   runs the service proxy (nftables rules in its namespace) and the cluster DNS on its
+//!   address, as every node does (`--cluster-cidr` is passed to it too). Kubelet port
+//!   `10250 + i`, pod bridge `snp<tag>-<i>`.
+//!
+//! Nothing the nodes send leaves the machine: the host's nameservers are out of reach
+//! too, so the nodes' DNS resolves cluster names only (give `--resolv-conf` through
+//! [`Options::agent_args`] for a resolver of your own).
 //!
 //! The agents enter their namespace with `nsenter --net` rather than `ip netns exec`:
 //! the latter also remounts `/sys` privately, which hides the cgroup hierarchy runc needs.
@@ -348,6 +355,7 @@ impl Cluster {
             .args(["--node-name", &n.name, "--node-ip", &n.ip])
             .args(["--kubelet-port", &(10250 + i).to_string()])
             .args(["--cni-bridge", &format!("snp{}-{i}", self.tag)])
+            .args(["--cluster-cidr", &self.options.cluster_cidr])
             .args(&self.options.agent_args)
             .args(&n.args)
             .env("SKIFF_TOKEN", &self.token)
@@ -375,6 +383,12 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The bridge's address on the host: what the nodes' default routes point at, and
+    /// where the API server listens (same as `server_ip`).
+    pub fn bridge_ip(&self) -> &str {
+        &self.server_ip
     }
 
     /// `https://<server_ip>:<port>`.

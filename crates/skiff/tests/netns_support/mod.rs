@@ -72,6 +72,10 @@ pub struct Options {
     pub server_args: Vec<String>,
     /// More `skiff agent` flags, for every node.
     pub agent_args: Vec<String>,
+    /// A resolv.conf for every node's agent (`--resolv-conf`: its DNS forwards names
+    /// outside the cluster to these nameservers); `{bridge}` becomes the bridge address,
+    /// where a test can answer.
+    pub resolv_conf: Option<String>,
 }
 
 impl Default for Options {
@@ -82,6 +86,7 @@ impl Default for Options {
             toleration_seconds: 2,
             server_args: Vec::new(),
             agent_args: Vec::new(),
+            resolv_conf: None,
         }
     }
 }
@@ -358,6 +363,7 @@ impl Cluster {
             .args(["--cluster-cidr", &self.options.cluster_cidr])
             .args(&self.options.agent_args)
             .args(&n.args)
+            .args(self.resolv_conf_args(i))
             .env("SKIFF_TOKEN", &self.token)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -383,6 +389,17 @@ impl Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// `--resolv-conf <file>` for node `i` when [`Options::resolv_conf`] is set.
+    fn resolv_conf_args(&self, i: usize) -> Vec<String> {
+        let Some(text) = &self.options.resolv_conf else {
+            return Vec::new();
+        };
+        let path = self.nodes[i].dir.join("resolv.conf");
+        std::fs::write(&path, text.replace("{bridge}", self.bridge_ip()))
+            .expect("writing the node's resolv.conf");
+        vec!["--resolv-conf".into(), path.display().to_string()]
     }
 
     /// The bridge's address on the host: what the nodes' default routes point at, and

@@ -2,7 +2,8 @@
 //! (see `netns_support`), each agent running the service proxy (nftables) and the DNS:
 //! a Deployment of 3 busybox httpd replicas spread over both nodes behind a Service is
 //! reached by name from a pod (`web.<ns>.svc.cluster.local` and the short `web`) and
-//! every backend answers, on both nodes; a backend failing readiness drops out within
+//! every backend answers, on both nodes; a backend reaches itself through the Service
+//! (hairpin); a backend failing readiness drops out within
 //! 2 s; scaling to 1 leaves 1; the NodePort and the LoadBalancer address answer from
 //! outside the nodes; a headless Service gives one A record per pod; SRV, ExternalName
 //! and names outside the cluster (forwarded to the node's resolver, here a stand-in
@@ -301,6 +302,15 @@ fn services_and_dns_across_two_nodes() {
             },
         );
     }
+
+    // Hairpin: a backend reaches itself through its own Service.
+    let me = all[0].0.clone();
+    let script = "for i in $(seq 30); do wget -q -O - http://web/; done";
+    let pages = c.ok(&["-n", NS, "exec", &me, "--", "sh", "-c", script]);
+    assert!(
+        pages.lines().any(|l| l.trim() == me),
+        "{me} reaches itself through the Service in 30 tries:\n{pages}"
+    );
 
     // DNS: headless → one A record per ready pod; SRV for the named port; ExternalName
     // as a CNAME chased through the upstream; other names forwarded upstream.

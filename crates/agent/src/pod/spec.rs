@@ -225,7 +225,6 @@ pub fn sandbox_config(
     }
 }
 
-
 /// Linux resources of a container of class `qos` on a node with `memory_capacity`.
 pub fn resources(c: &Container, qos: Qos, memory_capacity: i128) -> cri::LinuxContainerResources {
     let cpu_request = qos::quantity(c, "cpu", false)

@@ -19,6 +19,7 @@ use kube::runtime::watcher;
 use kube::Api;
 use skiff_runtime::{Informer, ObjectKey, WorkQueue};
 
+use crate::nodelifecycle::taints::ready_status;
 use crate::{Ctx, Loop};
 
 /// The Node annotation an agent sets to the IPv4 address its DNS answers on (port 53).
@@ -37,15 +38,6 @@ pub enum Error {
     Write(#[source] kube::Error),
 }
 
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
 /// The endpoints: one per node advertising DNS, ready while the node is Ready, by name.
 pub fn endpoints(nodes: &[Arc<Node>]) -> Vec<Endpoint> {
     let mut out: Vec<(String, Endpoint)> = nodes
@@ -59,7 +51,7 @@ pub fn endpoints(nodes: &[Arc<Node>]) -> Vec<Endpoint> {
                 .get(NODE_DNS_ANNOTATION)?
                 .parse()
                 .ok()?;
-            let ready = node_ready(n);
+            let ready = ready_status(n) == "True";
             let endpoint = Endpoint {
                 addresses: vec![ip.to_string()],
                 conditions: Some(EndpointConditions {

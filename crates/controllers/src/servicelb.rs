@@ -16,6 +16,7 @@ use kube::Api;
 use skiff_runtime::events::Recorder;
 use skiff_runtime::{Informer, ObjectKey, WorkQueue};
 
+use crate::nodelifecycle::taints::ready_status;
 use crate::{Ctx, Loop};
 
 /// The Node annotation an agent sets while its service proxy runs.
@@ -50,14 +51,9 @@ fn serves(node: &Node) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key(NODE_PROXY_ANNOTATION));
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    proxies && ready && node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true)
+    proxies
+        && ready_status(node) == "True"
+        && node.spec.as_ref().and_then(|s| s.unschedulable) != Some(true)
 }
 
 /// The addresses LoadBalancer Services get: every serving node's, sorted, no repeats.

@@ -234,6 +234,7 @@ fn nslookup_addresses(out: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// Seconds since boot from /proc/uptime's first field.
 fn uptime(text: &str) -> f64 {
     text.split_whitespace()
         .next()
@@ -380,31 +381,56 @@ fn services_and_dns_across_two_nodes() {
         );
     }
 
-    // A backend failing readiness stops getting traffic within 2 s. /proc/uptime is the
-    // same clock in every pod; the client checks in batches of 15 requests.
+    // A backend failing readiness stops getting traffic within 2 s. The client requests
+    // without pause for 7 s, stamping each answer with /proc/uptime (one clock for every
+    // pod); 2 s in, the victim's readiness file goes. The last answer from the victim
+    // bounds how long it kept getting traffic.
     let victim = all[0].0.clone();
-    let removed = uptime(&c.ok(&[
-        "-n",
-        NS,
-        "exec",
-        &victim,
-        "--",
-        "sh",
-        "-c",
-        "rm /tmp/ready && cat /proc/uptime",
-    ]));
-    let script = format!(
-        "for n in $(seq 100); do \
-           hits=$(for i in $(seq 15); do wget -q -O - http://web/; done | grep -c {victim}); \
-           if [ \"$hits\" = 0 ]; then cut -d' ' -f1 /proc/uptime; exit 0; fi; \
-         done; echo never"
+    let script = "end=$(( $(cut -d. -f1 /proc/uptime) + 7 )); \
+                  while [ $(cut -d. -f1 /proc/uptime) -lt $end ]; do \
+                    echo \"$(wget -q -O - http://web/) $(cut -d' ' -f1 /proc/uptime)\"; \
+                  done";
+    let answers = std::thread::scope(|scope| {
+        let client = scope.spawn(|| in_client(&c, script));
+        std::thread::sleep(Duration::from_secs(2));
+        let removed = uptime(&c.ok(&[
+            "-n",
+            NS,
+            "exec",
+            &victim,
+            "--",
+            "sh",
+            "-c",
+            "rm /tmp/ready && cat /proc/uptime",
+        ]));
+        (removed, client.join().expect("client loop"))
+    });
+    let (removed, log) = answers;
+    let stamped: Vec<(String, f64)> = log
+        .lines()
+        .filter_map(|l| {
+            let (page, t) = l.trim().rsplit_once(' ')?;
+            Some((page.to_string(), t.parse().ok()?))
+        })
+        .collect();
+    let last_hit = stamped
+        .iter()
+        .filter(|(page, _)| *page == victim)
+        .map(|(_, t)| *t)
+        .fold(f64::MIN, f64::max);
+    assert!(
+        last_hit > f64::MIN,
+        "the victim answered before it turned unready:\n{log}"
     );
-    let gone = in_client(&c, &script);
-    let elapsed = uptime(&gone) - removed;
-    println!("unready backend dropped out after {elapsed:.2} s");
+    let elapsed = (last_hit - removed).max(0.0);
+    println!("unready backend got traffic for {elapsed:.2} s after its readiness failed");
     assert!(
         elapsed <= 2.0,
-        "the unready backend kept getting traffic for {elapsed:.2} s (limit 2 s)"
+        "the unready backend kept getting traffic for {elapsed:.2} s (limit 2 s):\n{log}"
+    );
+    assert!(
+        stamped.iter().any(|(_, t)| *t > removed + 2.5),
+        "the client kept asking after the victim dropped out:\n{log}"
     );
     let pages = fetch_many(&c, "http://web/", 30);
     assert!(

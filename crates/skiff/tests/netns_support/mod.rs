@@ -50,7 +50,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::support::kubectl_with;
+use crate::support::{stop_child, Admin};
 
 /// The image pods of these tests run (`busybox:skiff`, imported by every node).
 pub const IMAGE: &str = skiff_cri::image::BUSYBOX_TEST_IMAGE;
@@ -115,7 +115,8 @@ pub struct Cluster {
     pub server_ip: String,
     pub port: u16,
     /// Admin kubeconfig (server `https://<server_ip>:<port>`).
-    pub kubeconfig: PathBuf,
+    /// kubectl and kube-rs as admin (`cluster.ok(..)` etc. through Deref).
+    pub admin: Admin,
     /// The server's join token.
     pub token: String,
     pub options: Options,
@@ -188,7 +189,9 @@ impl Cluster {
         let octet = free_octet(pid.wrapping_mul(7).wrapping_add(seq * 31));
         let server_ip = format!("10.215.{octet}.1");
         let mut cluster = Cluster {
-            kubeconfig: dir.path().join("kubeconfig.yaml"),
+            admin: Admin {
+                kubeconfig: dir.path().join("kubeconfig.yaml"),
+            },
             dir,
             bridge: format!("snb{tag}"),
             tag: tag.clone(),
@@ -474,53 +477,6 @@ impl Cluster {
         out
     }
 
-    /// Runs kubectl with the admin kubeconfig.
-    pub fn kubectl(&self, args: &[&str]) -> Output {
-        kubectl_with(&self.kubeconfig, args, None)
-    }
-
-    /// Runs kubectl with `stdin` piped in (for `-f -`).
-    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        kubectl_with(&self.kubeconfig, args, Some(stdin))
-    }
-
-    /// Runs kubectl and returns stdout, failing the test with stderr if it failed.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `kubectl <args>` with `manifest` on stdin (`apply -f -`, `create -f -`).
-    pub fn ok_stdin(&self, args: &[&str], manifest: &str) -> String {
-        let out = self.kubectl_stdin(args, manifest);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `kubectl get ... -o json` parsed.
-    pub fn get_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_str(&self.ok(&all)).expect("kubectl -o json output is JSON")
-    }
-
-    /// A kube-rs client with the admin kubeconfig.
-    pub async fn kube(&self) -> kube::Client {
-        crate::support::kube_client(&self.kubeconfig).await
-    }
-
     /// Node `i` as JSON.
     pub fn node(&self, i: usize) -> serde_json::Value {
         self.get_json(&["get", "node", &self.nodes[i].name])
@@ -625,67 +581,6 @@ pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// SIGTERM, then SIGKILL after `grace`; waits for the process.
-fn stop_child(mut c: Child, grace: Duration) {
-    if let Ok(Some(_)) = c.try_wait() {
-        return;
-    }
-    run_quiet(&["kill", "-TERM", &c.id().to_string()]);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// Removes every pod sandbox of the containerd at `socket` (which stops their
-/// containers and tears their network down), if it answers within a few seconds.
-fn remove_all_pods(socket: &Path) {
-    if !socket.exists() {
-        return;
-    }
-    let socket = socket.display().to_string();
-    let _ = std::panic::catch_unwind(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let work = async {
-                let Ok(mut cri) = skiff_cri::connect(&socket).await else {
-                    return;
-                };
-                let Ok(list) = cri
-                    .runtime
-                    .list_pod_sandbox(skiff_cri::api::ListPodSandboxRequest { filter: None })
-                    .await
-                else {
-                    return;
-                };
-                for sb in list.into_inner().items {
-                    let _ = cri
-                        .runtime
-                        .stop_pod_sandbox(skiff_cri::api::StopPodSandboxRequest {
-                            pod_sandbox_id: sb.id.clone(),
-                        })
-                        .await;
-                    let _ = cri
-                        .runtime
-                        .remove_pod_sandbox(skiff_cri::api::RemovePodSandboxRequest {
-                            pod_sandbox_id: sb.id,
-                        })
-                        .await;
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
-        })
-    });
 }
 
 /// What one process is, for cleanup.
@@ -855,7 +750,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             if self.nodes[i].agent.is_some() {
-                remove_all_pods(&self.socket(i));
+                crate::support::remove_all_pods(&self.socket(i));
             }
         }
         // Each agent stops the containerd it started.
@@ -890,5 +785,12 @@ impl Drop for Cluster {
         if let Some(table) = &self.nft_table {
             run_quiet(&["nft", "delete", "table", "ip", table]);
         }
+    }
+}
+
+impl std::ops::Deref for Cluster {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.admin
     }
 }

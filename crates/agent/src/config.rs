@@ -41,6 +41,12 @@ pub struct Config {
     pub program_routes: bool,
     /// Extra labels the node registers with.
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// The resolver configuration pods with dnsPolicy Default get, and where the cluster
+    /// DNS forwards other names (the kubelet's `--resolv-conf`).
+    pub resolv_conf: PathBuf,
+    /// Annotations the node registers with (what else runs on it: the service proxy,
+    /// cluster DNS). On a restart, `skiff.dev/` annotations not listed here are removed.
+    pub node_annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Config {
@@ -63,6 +69,8 @@ impl Config {
             relist_period: Duration::from_secs(1),
             program_routes: true,
             node_labels: Default::default(),
+            node_annotations: Default::default(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
 

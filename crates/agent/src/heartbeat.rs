@@ -83,8 +83,32 @@ impl Heartbeat {
                 Ok(n)
             }
             Err(e) if code(&e) == Some(409) => {
-                // Already registered (a restart): re-assert our labels, keep the rest.
-                let patch = serde_json::json!({ "metadata": { "labels": wanted.metadata.labels } });
+                // Already registered (a restart): re-assert our labels and annotations,
+                // drop our annotations this run no longer sets, keep the rest.
+                let current = self
+                    .nodes
+                    .get(self.name())
+                    .await
+                    .map_err(self.err("reading"))?;
+                let mut annotations = serde_json::Map::new();
+                for key in current
+                    .metadata
+                    .annotations
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if key.starts_with(node::SKIFF_ANNOTATION_PREFIX) {
+                        annotations.insert(key.clone(), serde_json::Value::Null);
+                    }
+                }
+                for (k, v) in node::annotations(&self.config) {
+                    annotations.insert(k, v.into());
+                }
+                let patch = serde_json::json!({ "metadata": {
+                    "labels": wanted.metadata.labels,
+                    "annotations": annotations,
+                } });
                 self.nodes
                     .patch(self.name(), &PatchParams::default(), &Patch::Merge(patch))
                     .await

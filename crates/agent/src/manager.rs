@@ -87,7 +87,7 @@ impl Manager {
         probes: Option<Arc<dyn Probes>>,
         services: Informer<Service>,
     ) -> Arc<Self> {
-        let host_dns = std::fs::read_to_string("/etc/resolv.conf")
+        let host_dns = std::fs::read_to_string(&config.resolv_conf)
             .map(|t| crate::pod::spec::parse_resolv_conf(&t))
             .unwrap_or_default();
         Arc::new(Self {

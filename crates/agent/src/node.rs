@@ -41,19 +41,27 @@ pub fn labels(config: &Config, arch: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// Prefix of the annotations Skiff's agent owns on its Node.
+pub const SKIFF_ANNOTATION_PREFIX: &str = "skiff.dev/";
+
+/// The annotations the node registers with: upstream's attach/detach marker and the
+/// configured ones.
+pub fn annotations(config: &Config) -> BTreeMap<String, String> {
+    let mut a = config.node_annotations.clone();
+    a.insert(
+        "volumes.kubernetes.io/controller-managed-attach-detach".into(),
+        "true".into(),
+    );
+    a
+}
+
 /// The Node to create (status is posted separately, through the status subresource).
 pub fn node_object(config: &Config, machine: &Machine) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(config.node_name.clone()),
             labels: Some(labels(config, &machine.architecture)),
-            annotations: Some(
-                [(
-                    "volumes.kubernetes.io/controller-managed-attach-detach".to_string(),
-                    "true".to_string(),
-                )]
-                .into(),
-            ),
+            annotations: Some(annotations(config)),
             ..Default::default()
         },
         spec: Some(NodeSpec::default()),

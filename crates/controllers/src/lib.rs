@@ -9,6 +9,7 @@
 pub mod util;
 
 pub mod certificates;
+pub mod clusterdns;
 pub mod clusterroleaggregation;
 pub mod cronjob;
 pub mod daemonset;
@@ -26,6 +27,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod tokencleaner;
 
@@ -152,9 +154,21 @@ pub const CONTROLLERS: &[(&str, Builder)] = &[
     ("csrsigning", certificates::signing_controller),
     ("root-ca-cert-publisher", rootcacertpublisher::controller),
     ("tokencleaner", tokencleaner::controller),
+    // Skiff's own (k3s runs the same as separate addons).
+    ("clusterdns", clusterdns::controller),
+    ("servicelb", servicelb::controller),
 ];
 
-/// Runs the named loops (all when `only` is empty) until `shutdown`.
+/// Whether `--controllers` selects `name`, with upstream's syntax: `*` turns on every
+/// loop, `foo` turns on foo, `-foo` turns foo off; an empty list is `*`.
+pub fn selected(only: &[String], name: &str) -> bool {
+    if only.iter().any(|o| o.strip_prefix('-') == Some(name)) {
+        return false;
+    }
+    only.iter().all(|o| o.starts_with('-')) || only.iter().any(|o| o == "*" || o == name)
+}
+
+/// Runs the loops `only` selects (see [`selected`]) until `shutdown`.
 pub async fn run(
     client: kube::Client,
     settings: Settings,
@@ -164,7 +178,7 @@ pub async fn run(
     let ctx = Ctx::new(client, settings, shutdown.clone());
     let loops: Vec<Loop> = CONTROLLERS
         .iter()
-        .filter(|(name, _)| only.is_empty() || only.iter().any(|o| o == name))
+        .filter(|(name, _)| selected(only, name))
         .map(|(_, build)| build(&ctx))
         .collect();
     ctx.informers.start(shutdown.clone());
@@ -177,4 +191,21 @@ pub async fn run(
         "controller manager caches synced; loops running"
     );
     futures::future::join_all(loops).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selected;
+
+    #[test]
+    fn controllers_flag_follows_upstream_syntax() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(selected(&[], "job"));
+        assert!(selected(&v(&["-servicelb"]), "job"));
+        assert!(!selected(&v(&["-servicelb"]), "servicelb"));
+        assert!(selected(&v(&["*", "-servicelb"]), "job"));
+        assert!(selected(&v(&["job"]), "job"));
+        assert!(!selected(&v(&["job"]), "cronjob"));
+        assert!(!selected(&v(&["job", "-job"]), "job"));
+    }
 }

@@ -22,8 +22,9 @@ pub struct NodeArgs {
     /// CRI socket of a runtime to use instead of starting our own containerd.
     #[arg(long)]
     pub container_runtime_endpoint: Option<String>,
-    /// DNS server pods with dnsPolicy ClusterFirst use.
-    #[arg(long, default_value = "10.43.0.10", value_delimiter = ',')]
+    /// DNS server pods with dnsPolicy ClusterFirst use [default: the 10th address of the
+    /// server's --service-cidr, 10.43.0.10].
+    #[arg(long, value_delimiter = ',')]
     pub cluster_dns: Vec<IpAddr>,
     /// Port of the agent's streaming server (logs, exec, port-forward).
     #[arg(long, default_value_t = 10250)]
@@ -37,6 +38,17 @@ pub struct NodeArgs {
     /// Extra node labels: key=value,...
     #[arg(long, value_delimiter = ',')]
     pub node_labels: Vec<String>,
+    /// Run no service proxy on this node (cluster IPs, node ports and load-balancer
+    /// addresses then do not work here).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+    /// Serve no cluster DNS on this node (the kube-dns Service then uses other nodes').
+    #[arg(long)]
+    pub disable_dns: bool,
+    /// Resolver configuration for pods with dnsPolicy Default; the cluster DNS forwards
+    /// names outside the cluster to its nameservers.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 impl NodeArgs {
@@ -62,11 +74,14 @@ impl NodeArgs {
         };
         let mut config =
             skiff_agent::Config::new(&self.node_name(), node_ip, agent_dir, cri_endpoint);
-        config.cluster_dns = self.cluster_dns.clone();
+        if !self.cluster_dns.is_empty() {
+            config.cluster_dns = self.cluster_dns.clone();
+        }
         config.cluster_domain = cluster_domain.to_string();
         config.kubelet_port = self.kubelet_port;
         config.max_pods = self.max_pods;
         config.cni_bridge = self.cni_bridge.clone();
+        config.resolv_conf = self.resolv_conf.clone();
         for kv in &self.node_labels {
             let (k, v) = kv
                 .split_once('=')
@@ -84,6 +99,7 @@ pub async fn run(
     ca_pem: String,
     agent_dir: &Path,
     cluster_domain: &str,
+    cluster_cidr: Option<String>,
     args: &NodeArgs,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -102,6 +118,23 @@ pub async fn run(
     let endpoint = containerd.socket().display().to_string();
     let mut config = args.config(agent_dir.to_path_buf(), cluster_domain, &endpoint)?;
     config.cni_conf_dir = cni_conf_dir;
+    let services = crate::node_services::Options {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip,
+        cluster_domain: cluster_domain.to_string(),
+        cluster_cidr,
+        cluster_dns: config.cluster_dns.clone(),
+        resolv_conf: config.resolv_conf.clone(),
+        proxy: !args.disable_kube_proxy,
+        dns: !args.disable_dns,
+    };
+    match crate::node_services::start(client.clone(), &services, shutdown.clone()).await {
+        Ok(annotations) => config.node_annotations.extend(annotations),
+        Err(err) => {
+            containerd.stop().await;
+            return Err(err);
+        }
+    }
     tracing::info!(node = %config.node_name, ip = %config.node_ip, runtime = %endpoint, "starting the node agent");
     // The API server reaches logs, exec, attach and port-forward here.
     let listener = tokio::net::TcpListener::bind((IpAddr::from([0, 0, 0, 0]), config.kubelet_port))

@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use skiff_runtime::CancellationToken;
 
+mod addons;
 mod agent;
 mod components;
 mod images;
+mod node_services;
 mod tokens;
 
 #[derive(Parser)]
@@ -145,7 +147,8 @@ struct ControllerManagerArgs {
     /// Kubeconfig of the cluster to manage.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: PathBuf,
-    /// Loops to run (upstream names, e.g. replicaset,deployment); all when not given.
+    /// Loops to run (upstream names, e.g. replicaset,deployment; `*` for all, `-name`
+    /// to leave one out); all when not given.
     #[arg(long, value_delimiter = ',')]
     controllers: Vec<String>,
     #[command(flatten)]
@@ -247,6 +250,11 @@ struct ServerArgs {
     /// Run no local node agent (a control-plane-only server).
     #[arg(long)]
     disable_agent: bool,
+    /// Packaged components not to deploy (comma-separated, k3s's names): coredns (the
+    /// kube-dns Service and the DNS the node agents serve), servicelb (addresses for
+    /// LoadBalancer Services).
+    #[arg(long, value_delimiter = ',')]
+    disable: Vec<String>,
     #[command(flatten)]
     node: agent::NodeArgs,
     /// Do not run the controller manager in this process.
@@ -323,7 +331,7 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
-async fn server(args: ServerArgs) -> Result<()> {
+async fn server(mut args: ServerArgs) -> Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let mut config = skiff_apiserver::Config::new(&data_dir);
     config.bind_address = args.bind_address;
@@ -333,6 +341,10 @@ async fn server(args: ServerArgs) -> Result<()> {
         .service_cidr
         .parse()
         .map_err(|e: String| anyhow::anyhow!("--service-cidr: {e}"))?;
+    // k3s's default: the Service range's 10th address (10.43.0.10 for the default range).
+    if args.node.cluster_dns.is_empty() {
+        args.node.cluster_dns = vec![IpAddr::V4(config.service_cidr.nth(10))];
+    }
     let config_domain = args.cluster_domain.clone();
     config.cluster_domain = args.cluster_domain;
     config.token_auth_file = args.token_auth_file;
@@ -376,6 +388,8 @@ async fn server(args: ServerArgs) -> Result<()> {
     };
     // Checked before anything starts; the CA paths are filled in once the PKI exists.
     let mut loop_settings = args.loops.settings()?;
+    addons::check_disabled(&args.disable)?;
+    let disabled = |name: &str| args.disable.iter().any(|d| d == name);
     let started = Instant::now();
     let running = skiff_apiserver::start(config)
         .await
@@ -416,6 +430,9 @@ async fn server(args: ServerArgs) -> Result<()> {
     loop_settings
         .root_ca_file
         .get_or_insert_with(|| tls_dir.join("ca.crt"));
+    if !disabled(addons::COREDNS) {
+        addons::ensure_kube_dns(&admin, args.node.cluster_dns[0]).await?;
+    }
     let shutdown = CancellationToken::new();
     let mut loops = Vec::new();
     if !args.disable_scheduler {
@@ -440,10 +457,18 @@ async fn server(args: ServerArgs) -> Result<()> {
             "system:kube-controller-manager",
         )?;
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
+        // The packaged components' loops run only when the component does.
+        let mut controllers = Vec::new();
+        if disabled(addons::COREDNS) {
+            controllers.push("-clusterdns".to_string());
+        }
+        if disabled(addons::SERVICELB) {
+            controllers.push("-servicelb".to_string());
+        }
         loops.push(tokio::spawn(components::controller_manager(
             client,
             loop_settings,
-            Vec::new(),
+            controllers,
             shutdown.clone(),
         )));
     }
@@ -452,12 +477,15 @@ async fn server(args: ServerArgs) -> Result<()> {
         let agent_dir = data_dir.join("agent");
         let path = agent::node_kubeconfig(&running, &agent_dir, &args.node.node_name())?;
         let client = skiff_runtime::client::from_kubeconfig_file(&path).await?;
-        let node = args.node.clone();
+        let mut node = args.node.clone();
+        node.disable_dns |= disabled(addons::COREDNS);
         let domain = config_domain.clone();
+        let cidr = Some(args.loops.cluster_cidr.clone());
         let ca_pem = running.pki.ca_cert_pem.clone();
         let stop = shutdown.clone();
         agent_task = Some(tokio::spawn(async move {
-            if let Err(e) = agent::run(client, ca_pem, &agent_dir, &domain, &node, stop).await {
+            if let Err(e) = agent::run(client, ca_pem, &agent_dir, &domain, cidr, &node, stop).await
+            {
                 tracing::error!("the node agent stopped: {e:#}");
             }
         }));
@@ -503,6 +531,10 @@ struct AgentArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     cluster_domain: String,
+    /// The cluster's pod network (the server's --cluster-cidr): the service proxy
+    /// masquerades traffic to cluster IPs that comes from outside it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    cluster_cidr: String,
     #[command(flatten)]
     node: agent::NodeArgs,
 }
@@ -534,6 +566,7 @@ async fn node_agent(args: AgentArgs) -> Result<()> {
             ca_pem,
             &agent_dir,
             &args.cluster_domain,
+            Some(args.cluster_cidr.clone()),
             &args.node,
             stop,
         )

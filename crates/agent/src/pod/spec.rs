@@ -156,8 +156,10 @@ pub fn sandbox_config(
     let (ns, name, uid) = meta(pod);
     let spec = pod.spec.clone().unwrap_or_default();
     let host_network = spec.host_network.unwrap_or(false);
+    // As the kubelet: a host-network pod shares the node's UTS namespace, so it names no
+    // hostname (runc refuses one without a private UTS namespace) and sees the node's.
     let hostname = if host_network {
-        config::hostname_for_host_network()
+        String::new()
     } else {
         let h = spec.hostname.clone().unwrap_or_else(|| name.to_string());
         h.chars()
@@ -220,13 +222,6 @@ pub fn sandbox_config(
             ..Default::default()
         }),
         windows: None,
-    }
-}
-
-mod config {
-    /// Host-network pods see the node's own host name.
-    pub fn hostname_for_host_network() -> String {
-        crate::config::hostname()
     }
 }
 
@@ -491,6 +486,7 @@ mod tests {
             &config(),
             &HostDns::default(),
         );
+        assert_eq!(hn.hostname, "", "a host-network sandbox names no hostname");
         let ns = hn
             .linux
             .unwrap()

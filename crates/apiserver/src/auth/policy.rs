@@ -728,6 +728,13 @@ pub fn cluster_role_bindings() -> Vec<Value> {
             "system:volume-scheduler",
             &[("User", "system:kube-scheduler")],
         ),
+        // Skiff: every node agent runs the service proxy and the cluster DNS (no
+        // separate kube-proxy or CoreDNS identity), so nodes read what those read.
+        binding(
+            "skiff:node-proxier",
+            "system:node-proxier",
+            &[("Group", "system:nodes")],
+        ),
         // kubeadm's names for what bootstrap-token nodes need to join.
         binding(
             "kubeadm:kubelet-bootstrap",

@@ -5,7 +5,8 @@
 //!    image already present) created at `--qps` pods/s (default 5) in two batches of 50
 //!    against `skiff agent` running as its own process; p50 and p99 (upstream's SLO:
 //!    p99 ≤ 5 s).
-//! 3. The agent's resident memory with 0 and with 50 pods (and its containerd's).
+//! 3. The agent's resident memory with 0 and with 50 pods (and its containerd's). The
+//!    agent runs as by default: with its service proxy and cluster DNS.
 //!
 //! ```text
 //! cargo build --release -p skiff -p skiff-loadgen
@@ -340,6 +341,10 @@ async fn main() -> Result<()> {
         .tempdir()?;
     let result = run(skiff, dir.path(), qps).await;
     let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
+    // The agents' service proxy leaves its rules in place when it stops (as kube-proxy).
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", "skiff"])
+        .output();
     if let Err(e) = &result {
         eprintln!("agentbench failed: {e:#}; logs in {}", dir.path().display());
         // Keep the logs to look at.

@@ -70,6 +70,10 @@ impl AgentServer {
             &bridge,
             "--kubelet-port",
             &port,
+            // Several of these servers share the host's network namespace (one nftables
+            // table, one port 53): Services are tested in namespaces (netns_support).
+            "--disable-kube-proxy",
+            "--disable-dns",
         ]
         .iter()
         .map(|a| a.to_string())
@@ -245,38 +249,6 @@ impl AgentServer {
             ids
         })
     }
-
-    fn remove_all_pods(&self) {
-        let socket = self.socket();
-        if !socket.exists() {
-            return;
-        }
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.with_cri(async |mut cri| {
-                let Ok(list) = cri
-                    .runtime
-                    .list_pod_sandbox(skiff_cri::api::ListPodSandboxRequest { filter: None })
-                    .await
-                else {
-                    return;
-                };
-                for sb in list.into_inner().items {
-                    let _ = cri
-                        .runtime
-                        .stop_pod_sandbox(skiff_cri::api::StopPodSandboxRequest {
-                            pod_sandbox_id: sb.id.clone(),
-                        })
-                        .await;
-                    let _ = cri
-                        .runtime
-                        .remove_pod_sandbox(skiff_cri::api::RemovePodSandboxRequest {
-                            pod_sandbox_id: sb.id,
-                        })
-                        .await;
-                }
-            })
-        }));
-    }
 }
 
 /// Pids of processes whose command line mentions `dir` (container shims of this test's
@@ -308,7 +280,7 @@ fn processes_under(dir: &Path) -> Vec<u32> {
 
 impl Drop for AgentServer {
     fn drop(&mut self) {
-        self.remove_all_pods();
+        crate::support::remove_all_pods(&self.socket());
         // The agent stops the containerd it started.
         self.stop_agent();
         self.server.stop();

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Server {
     pub port: u16,
     pub data_dir: tempfile::TempDir,
-    pub kubeconfig: PathBuf,
+    /// kubectl and kube-rs with the admin kubeconfig (`server.ok(..)` etc. through Deref).
+    pub admin: Admin,
     child: Option<Child>,
     log: PathBuf,
     extra_args: Vec<String>,
@@ -51,7 +52,7 @@ impl Server {
         let log = data_dir.path().join("server.log");
         let mut server = Server {
             port,
-            kubeconfig,
+            admin: Admin { kubeconfig },
             child: None,
             log,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
@@ -101,19 +102,8 @@ impl Server {
     /// Stops the server as a service manager would (SIGTERM, SIGKILL after 30 s),
     /// keeping its data.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_child(child, Duration::from_secs(30));
         }
     }
 
@@ -157,8 +147,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
 
-    /// Runs kubectl with this server's admin kubeconfig.
+/// kubectl and kube-rs as the cluster's admin: what every test harness offers.
+pub struct Admin {
+    pub kubeconfig: PathBuf,
+}
+
+impl Admin {
+    /// Runs kubectl with the admin kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_stdin(args, None)
     }
@@ -210,6 +207,18 @@ impl Server {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         serde_json::from_str(&self.ok(&all)).expect("kubectl -o json output is JSON")
+    }
+
+    /// A kube-rs client with the admin kubeconfig.
+    pub async fn kube(&self) -> kube::Client {
+        kube_client(&self.kubeconfig).await
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.admin
     }
 }
 
@@ -348,13 +357,6 @@ pub async fn kube_client(kubeconfig: &Path) -> kube::Client {
     kube::Client::try_from(config).expect("kube-rs client")
 }
 
-impl Server {
-    /// A kube-rs client with this server's admin kubeconfig.
-    pub async fn kube(&self) -> kube::Client {
-        kube_client(&self.kubeconfig).await
-    }
-}
-
 /// A kube-rs watcher backoff for tests: retry every 200 ms (the default grows to 30 s,
 /// which would only slow a test that restarts the server down).
 pub struct QuickBackoff;
@@ -487,4 +489,67 @@ impl Server {
             .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
             .collect()
     }
+}
+
+/// Removes every pod sandbox of the containerd at `socket` (which stops their
+/// containers and tears their network down), if it answers within a few seconds.
+pub fn remove_all_pods(socket: &Path) {
+    if !socket.exists() {
+        return;
+    }
+    let socket = socket.display().to_string();
+    let _ = std::panic::catch_unwind(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let work = async {
+                let Ok(mut cri) = skiff_cri::connect(&socket).await else {
+                    return;
+                };
+                let Ok(list) = cri
+                    .runtime
+                    .list_pod_sandbox(skiff_cri::api::ListPodSandboxRequest { filter: None })
+                    .await
+                else {
+                    return;
+                };
+                for sb in list.into_inner().items {
+                    let _ = cri
+                        .runtime
+                        .stop_pod_sandbox(skiff_cri::api::StopPodSandboxRequest {
+                            pod_sandbox_id: sb.id.clone(),
+                        })
+                        .await;
+                    let _ = cri
+                        .runtime
+                        .remove_pod_sandbox(skiff_cri::api::RemovePodSandboxRequest {
+                            pod_sandbox_id: sb.id,
+                        })
+                        .await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(30), work).await;
+        })
+    });
+}
+
+/// SIGTERM, then SIGKILL after `grace`; waits for the process.
+pub fn stop_child(mut c: Child, grace: Duration) {
+    if let Ok(Some(_)) = c.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
 }

@@ -1,7 +1,8 @@
 //! The rules of every Service, kept per Service, so that a change rebuilds and diffs only
 //! the Services it touches instead of the whole table (kube-proxy's partial sync).
 //!
-//! Chains and affinity sets belong to one Service each (their names carry its id). Map
+//! Chains, endpoint maps and affinity sets belong to one Service each (their names carry
+//! its id). Map
 //! elements are keyed by address and port, and two Services may claim the same key (the
 //! same external IP and port, say): every claim is remembered and the Service sorting last
 //! by namespace and name wins, as [`Ruleset::build`] over all Services decides it, so the
@@ -20,7 +21,7 @@ pub struct Table {
     cluster_cidr: Option<String>,
     services: HashMap<ServiceKey, Ruleset>,
     /// (map, element key) → claiming Service → verdict.
-    claims: HashMap<(&'static str, String), BTreeMap<ServiceKey, String>>,
+    claims: HashMap<(String, String), BTreeMap<ServiceKey, String>>,
 }
 
 /// What one sync changes: the touched part of the table before and after. Its script is
@@ -31,7 +32,7 @@ pub struct Delta {
     after: Ruleset,
     /// Element keys already touched: their state before this delta is recorded (an
     /// absent key in `before` was absent from the kernel).
-    seen: HashSet<(&'static str, String)>,
+    seen: HashSet<(String, String)>,
 }
 
 impl Delta {
@@ -69,7 +70,7 @@ impl Table {
         let new = Ruleset::build(ports, self.cluster_cidr.as_deref());
         let empty = Ruleset::default();
         let old = self.services.get(&key).unwrap_or(&empty);
-        if new.chains == old.chains && new.sets == old.sets && new.maps == old.maps {
+        if new == *old {
             return;
         }
         for (name, rules) in &old.chains {
@@ -88,11 +89,19 @@ impl Table {
         for (name, timeout) in &new.sets {
             delta.after.sets.insert(name.clone(), *timeout);
         }
+        delta
+            .before
+            .endpoint_maps
+            .extend(old.endpoint_maps.iter().cloned());
+        delta
+            .after
+            .endpoint_maps
+            .extend(new.endpoint_maps.iter().cloned());
         // Every element key either version claims: its winner before and after.
-        let mut touched: Vec<(&'static str, String)> = Vec::new();
+        let mut touched: Vec<(String, String)> = Vec::new();
         for rs in [old, &new] {
             for (map, elements) in &rs.maps {
-                touched.extend(elements.keys().map(|k| (*map, k.clone())));
+                touched.extend(elements.keys().map(|k| (map.clone(), k.clone())));
             }
         }
         touched.sort();
@@ -100,20 +109,23 @@ impl Table {
         for (map, element) in &touched {
             let winner = |claims: &HashMap<_, BTreeMap<ServiceKey, String>>| {
                 claims
-                    .get(&(*map, element.clone()))
+                    .get(&(map.clone(), element.clone()))
                     .and_then(|c| c.values().next_back().cloned())
             };
-            if delta.seen.insert((map, element.clone())) {
+            if delta.seen.insert((map.clone(), element.clone())) {
                 if let Some(v) = winner(&self.claims) {
                     delta
                         .before
                         .maps
-                        .entry(map)
+                        .entry(map.clone())
                         .or_default()
                         .insert(element.clone(), v);
                 }
             }
-            let claim = self.claims.entry((map, element.clone())).or_default();
+            let claim = self
+                .claims
+                .entry((map.clone(), element.clone()))
+                .or_default();
             match new.maps.get(map).and_then(|m| m.get(element)) {
                 Some(verdict) => {
                     claim.insert(key.clone(), verdict.clone());
@@ -123,9 +135,9 @@ impl Table {
                 }
             }
             if claim.is_empty() {
-                self.claims.remove(&(*map, element.clone()));
+                self.claims.remove(&(map.clone(), element.clone()));
             }
-            let after = delta.after.maps.entry(map).or_default();
+            let after = delta.after.maps.entry(map.clone()).or_default();
             match winner(&self.claims) {
                 Some(v) => {
                     after.insert(element.clone(), v);
@@ -150,11 +162,12 @@ impl Table {
                 .extend(part.chains.iter().map(|(k, v)| (k.clone(), v.clone())));
             rs.sets
                 .extend(part.sets.iter().map(|(k, v)| (k.clone(), *v)));
+            rs.endpoint_maps.extend(part.endpoint_maps.iter().cloned());
         }
         for ((map, element), claim) in &self.claims {
             if let Some(v) = claim.values().next_back() {
                 rs.maps
-                    .entry(map)
+                    .entry(map.clone())
                     .or_default()
                     .insert(element.clone(), v.clone());
             }
@@ -291,6 +304,17 @@ mod tests {
             ],
         );
         step(&mut table, &mut all, vec![]);
+        // Down to one endpoint (its endpoint maps go), then back to three.
+        for eps in [&["10.42.0.3"][..], &["10.42.0.3", "10.42.0.4", "10.42.0.5"]] {
+            step(
+                &mut table,
+                &mut all,
+                vec![(
+                    key("a", "web"),
+                    vec![port("a", "web", "10.43.0.1", Some(30001), eps)],
+                )],
+            );
+        }
         // Everything goes.
         step(
             &mut table,
@@ -298,6 +322,7 @@ mod tests {
             vec![(key("a", "web"), vec![]), (key("c", "empty"), vec![])],
         );
         assert!(table.claims.is_empty());
+        assert!(table.ruleset().endpoint_maps.is_empty());
         assert_eq!(table.services(), 0);
     }
 }

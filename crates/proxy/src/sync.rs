@@ -119,14 +119,13 @@ pub async fn run(
     // Changes from here on are applied by the loop; the first sync covers the rest.
     *lock(&pending) = Pending::default();
     let mut table = Table::new(settings.cluster_cidr.as_deref());
-    let mut ignored = Delta::default();
     for svc in services.list() {
         let key = (
             svc.metadata.namespace.clone().unwrap_or_default(),
             svc.metadata.name.clone().unwrap_or_default(),
         );
         let ports = ports_of(&svc, &slices, node);
-        table.update(key, &ports, &mut ignored);
+        table.insert(key, &ports);
     }
     let full = table.ruleset();
     let script = full.full_script(table.cluster_cidr());

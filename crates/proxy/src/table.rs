@@ -67,36 +67,48 @@ impl Table {
     /// Sets one Service's ports (none: the Service is gone or proxies nothing), recording
     /// in `delta` what that changes. Give each Service at most once per delta.
     pub fn update(&mut self, key: ServiceKey, ports: &[ServicePort], delta: &mut Delta) {
+        self.set(key, ports, Some(delta));
+    }
+
+    /// Sets one Service's ports without recording a change (filling the table for a
+    /// whole-table install).
+    pub fn insert(&mut self, key: ServiceKey, ports: &[ServicePort]) {
+        self.set(key, ports, None);
+    }
+
+    fn set(&mut self, key: ServiceKey, ports: &[ServicePort], mut delta: Option<&mut Delta>) {
         let new = Ruleset::build(ports, self.cluster_cidr.as_deref());
         let empty = Ruleset::default();
         let old = self.services.get(&key).unwrap_or(&empty);
         if new == *old {
             return;
         }
-        for (name, rules) in &old.chains {
+        if let Some(delta) = delta.as_deref_mut() {
+            for (name, rules) in &old.chains {
+                delta
+                    .before
+                    .chains
+                    .entry(name.clone())
+                    .or_insert_with(|| rules.clone());
+            }
+            for (name, rules) in &new.chains {
+                delta.after.chains.insert(name.clone(), rules.clone());
+            }
+            for (name, timeout) in &old.sets {
+                delta.before.sets.entry(name.clone()).or_insert(*timeout);
+            }
+            for (name, timeout) in &new.sets {
+                delta.after.sets.insert(name.clone(), *timeout);
+            }
             delta
                 .before
-                .chains
-                .entry(name.clone())
-                .or_insert_with(|| rules.clone());
+                .endpoint_maps
+                .extend(old.endpoint_maps.iter().cloned());
+            delta
+                .after
+                .endpoint_maps
+                .extend(new.endpoint_maps.iter().cloned());
         }
-        for (name, rules) in &new.chains {
-            delta.after.chains.insert(name.clone(), rules.clone());
-        }
-        for (name, timeout) in &old.sets {
-            delta.before.sets.entry(name.clone()).or_insert(*timeout);
-        }
-        for (name, timeout) in &new.sets {
-            delta.after.sets.insert(name.clone(), *timeout);
-        }
-        delta
-            .before
-            .endpoint_maps
-            .extend(old.endpoint_maps.iter().cloned());
-        delta
-            .after
-            .endpoint_maps
-            .extend(new.endpoint_maps.iter().cloned());
         // Every element key either version claims: its winner before and after.
         let mut touched: Vec<(String, String)> = Vec::new();
         for rs in [old, &new] {
@@ -106,27 +118,26 @@ impl Table {
         }
         touched.sort();
         touched.dedup();
-        for (map, element) in &touched {
+        for item in touched {
             let winner = |claims: &HashMap<_, BTreeMap<ServiceKey, String>>| {
                 claims
-                    .get(&(map.clone(), element.clone()))
-                    .and_then(|c| c.values().next_back().cloned())
+                    .get(&item)
+                    .and_then(|c: &BTreeMap<ServiceKey, String>| c.values().next_back().cloned())
             };
-            if delta.seen.insert((map.clone(), element.clone())) {
-                if let Some(v) = winner(&self.claims) {
-                    delta
-                        .before
-                        .maps
-                        .entry(map.clone())
-                        .or_default()
-                        .insert(element.clone(), v);
+            if let Some(delta) = delta.as_deref_mut() {
+                if delta.seen.insert(item.clone()) {
+                    if let Some(v) = winner(&self.claims) {
+                        delta
+                            .before
+                            .maps
+                            .entry(item.0.clone())
+                            .or_default()
+                            .insert(item.1.clone(), v);
+                    }
                 }
             }
-            let claim = self
-                .claims
-                .entry((map.clone(), element.clone()))
-                .or_default();
-            match new.maps.get(map).and_then(|m| m.get(element)) {
+            let claim = self.claims.entry(item.clone()).or_default();
+            match new.maps.get(&item.0).and_then(|m| m.get(&item.1)) {
                 Some(verdict) => {
                     claim.insert(key.clone(), verdict.clone());
                 }
@@ -135,15 +146,17 @@ impl Table {
                 }
             }
             if claim.is_empty() {
-                self.claims.remove(&(map.clone(), element.clone()));
+                self.claims.remove(&item);
             }
-            let after = delta.after.maps.entry(map.clone()).or_default();
-            match winner(&self.claims) {
-                Some(v) => {
-                    after.insert(element.clone(), v);
-                }
-                None => {
-                    after.remove(element);
+            if let Some(delta) = delta.as_deref_mut() {
+                let after = delta.after.maps.entry(item.0.clone()).or_default();
+                match winner(&self.claims) {
+                    Some(v) => {
+                        after.insert(item.1.clone(), v);
+                    }
+                    None => {
+                        after.remove(&item.1);
+                    }
                 }
             }
         }
@@ -233,6 +246,12 @@ mod tests {
         let elements = after.maps.values().map(|m| m.len()).sum();
         assert_eq!(table.size(), (after.chains.len(), elements));
         assert_eq!(delta.script(), before.diff_script(&after));
+        // Filled from scratch (as the first sync does), the table is the same.
+        let mut fresh = Table::new(cidr);
+        for (key, ports) in all.iter() {
+            fresh.insert(key.clone(), ports);
+        }
+        assert_eq!(fresh.ruleset(), after);
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Resolver {
 
     /// The answer to `packet` if it needs no upstream (None: nothing to send back), or
     /// the parsed request when it does.
-    fn handle_now(&self, packet: &[u8], udp: bool) -> Result<Option<Vec<u8>>, Message> {
+    fn handle_now(&self, packet: &[u8], udp: bool) -> Result<Option<Vec<u8>>, Box<Message>> {
         let request = match Message::from_vec(packet) {
             Ok(m) => m,
             Err(_) => {
@@ -175,7 +175,7 @@ impl Resolver {
         } else {
             match self.resolve_now(&request) {
                 Some(resp) => resp,
-                None => return Err(request),
+                None => return Err(Box::new(request)),
             }
         };
         Ok(self.finish(&request, resp, udp))

@@ -77,7 +77,11 @@ off, so nothing but the benchmark writes Services and EndpointSlices), in one ru
   endpoint addresses of an extra Service. The same client process measures, in alternating
   rounds, bulk TCP throughput on one connection (server writing, client reading) and
   short connections (connect, read 3 bytes, close; several workers) through the ClusterIP
-  and straight to the pod IPs.
+  and straight to the pod IPs. The server takes each path's short connections on a port of
+  its own, so one path's TIME_WAIT entries never meet the other's SYNs (the client's TCP
+  timestamps differ per destination address, and a SYN that looks older than a TIME_WAIT
+  entry costs a 1 s retransmission: in an early version the path measured second lost
+  three quarters of its rate to that).
 - **DNS.** `skiff_dns::serve` with an `InformerView` over the same 1,000 Services answers on
   127.0.0.1; a separate load process keeps one query in flight on each of several UDP
   sockets (closed loop), A queries for `svc-N.sb-M.svc.cluster.local` spread over all

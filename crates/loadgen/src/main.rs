@@ -18,7 +18,8 @@
 mod report;
 mod workloads;
 
-use std::path::{Path, PathBuf};
+use skiff_loadgen::args::BenchArgs;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -103,7 +104,7 @@ pub struct Report {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse()?;
+    let args = BenchArgs::from_env("skiff-loadgen")?;
     // Interrupting drops the run, and with it every server and etcd it started.
     tokio::select! {
         result = run(args) => result,
@@ -111,7 +112,7 @@ async fn main() -> Result<()> {
     }
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: BenchArgs) -> Result<()> {
     let skiff = server::skiff_binary()?;
     let sizes = if args.quick {
         Sizes::quick()
@@ -225,39 +226,4 @@ async fn measure(backend: Backend, skiff: &Path, sizes: Sizes) -> Result<Report>
         watch,
         with_many,
     })
-}
-
-struct Args {
-    quick: bool,
-    write: Option<PathBuf>,
-}
-
-impl Args {
-    fn parse() -> Result<Self> {
-        let mut args = Args {
-            quick: false,
-            write: None,
-        };
-        let mut iter = std::env::args().skip(1);
-        while let Some(arg) = iter.next() {
-            match arg.as_str() {
-                "--quick" => args.quick = true,
-                "--write" => match iter.next() {
-                    Some(file) => args.write = Some(PathBuf::from(file)),
-                    None => bail!("--write needs a file, e.g. --write docs/benchmarks.md"),
-                },
-                "-h" | "--help" => {
-                    println!("usage: skiff-loadgen [--quick] [--write docs/benchmarks.md]");
-                    std::process::exit(0);
-                }
-                other => bail!(
-                    "unknown argument {other:?}; usage: skiff-loadgen [--quick] [--write FILE]"
-                ),
-            }
-        }
-        if args.quick && args.write.is_some() {
-            bail!("--quick figures are not representative; refusing to --write them");
-        }
-        Ok(args)
-    }
 }

@@ -13,7 +13,8 @@
 //! target/release/skiff-authzbench --write docs/benchmarks.md
 //! ```
 
-use std::path::{Path, PathBuf};
+use skiff_loadgen::args::BenchArgs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -51,32 +52,6 @@ struct Sizes {
     cluster_roles: usize,
     rounds: usize,
     per_round: usize,
-}
-
-struct Args {
-    quick: bool,
-    write: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        quick: false,
-        write: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => args.quick = true,
-            "--write" => {
-                args.write = Some(PathBuf::from(
-                    it.next()
-                        .context("--write needs a file (docs/benchmarks.md)")?,
-                ))
-            }
-            other => bail!("unknown argument {other:?} (known: --quick, --write FILE)"),
-        }
-    }
-    Ok(args)
 }
 
 /// A kube client for the token user, with the server's CA from its admin kubeconfig.
@@ -368,7 +343,7 @@ fn render(
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse_args()?;
+    let args = BenchArgs::from_env("skiff-authzbench")?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sizes = if args.quick {
         Sizes {

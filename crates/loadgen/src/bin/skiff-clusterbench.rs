@@ -14,6 +14,7 @@
 //! target/release/skiff-clusterbench --write docs/benchmarks.md
 //! ```
 
+use skiff_loadgen::args::BenchArgs;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,36 +59,6 @@ struct Sizes {
     pods: usize,
     replicas: i32,
     memory_pods: usize,
-}
-
-struct Args {
-    quick: bool,
-    write: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        quick: false,
-        write: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => args.quick = true,
-            "--write" => {
-                args.write = Some(PathBuf::from(
-                    it.next()
-                        .context("--write needs a file (docs/benchmarks.md)")?,
-                ))
-            }
-            "-h" | "--help" => {
-                println!("usage: skiff-clusterbench [--quick] [--write docs/benchmarks.md]");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; try --help"),
-        }
-    }
-    Ok(args)
 }
 
 /// A child process killed when dropped.
@@ -611,7 +582,7 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = parse_args()?;
+    let args = BenchArgs::from_env("skiff-clusterbench")?;
     let sizes = if args.quick {
         Sizes {
             nodes: 500,

@@ -27,10 +27,11 @@
 //! at the end, on error and on Ctrl-C; namespaces left by a killed run are removed by the
 //! next one.
 
+use skiff_loadgen::args::BenchArgs;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -117,32 +118,6 @@ struct Sizes {
     short_workers: usize,
     dns_secs: f64,
     dns_sockets: usize,
-}
-
-struct Args {
-    quick: bool,
-    write: Option<PathBuf>,
-}
-
-fn parse_args(args: &[String]) -> Result<Args> {
-    let mut out = Args {
-        quick: false,
-        write: None,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => out.quick = true,
-            "--write" => {
-                out.write = Some(PathBuf::from(
-                    it.next()
-                        .context("--write needs a file (docs/benchmarks.md)")?,
-                ))
-            }
-            other => bail!("unknown argument {other:?} (known: --quick, --write FILE)"),
-        }
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1500,7 +1475,7 @@ fn render(
     out
 }
 
-async fn bench(args: &Args, me: &Path) -> Result<String> {
+async fn bench(args: &BenchArgs, me: &Path) -> Result<String> {
     let sizes = if args.quick {
         Sizes {
             services: 100,
@@ -1578,7 +1553,7 @@ fn main() -> Result<()> {
     if let Some(r) = helper_mode(&argv) {
         return r;
     }
-    let args = parse_args(&argv)?;
+    let args = BenchArgs::parse_from_args("skiff-servicebench", argv)?;
     let me = std::env::current_exe()?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()

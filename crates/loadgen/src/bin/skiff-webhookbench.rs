@@ -13,10 +13,11 @@
 //! target/release/skiff-webhookbench --write docs/benchmarks.md
 //! ```
 
-use std::path::{Path, PathBuf};
+use skiff_loadgen::args::BenchArgs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::PostParams;
 use kube::{Api, Client};
@@ -38,32 +39,6 @@ the two alternate so both see the same machine state.
 ";
 
 const CLIENTS: usize = 8;
-
-struct Args {
-    quick: bool,
-    write: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        quick: false,
-        write: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => args.quick = true,
-            "--write" => {
-                args.write = Some(PathBuf::from(
-                    it.next()
-                        .context("--write needs a file (docs/benchmarks.md)")?,
-                ))
-            }
-            other => bail!("unknown argument {other:?} (expected --quick, --write FILE)"),
-        }
-    }
-    Ok(args)
-}
 
 #[derive(Default)]
 struct Samples {
@@ -265,7 +240,7 @@ fn render(f: &mut Figures, load: (&str, &str), quick: bool) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args = parse_args()?;
+    let args = BenchArgs::from_env("skiff-webhookbench")?;
     let before = load_average();
     let mut figures = measure(args.quick).await?;
     let after = load_average();

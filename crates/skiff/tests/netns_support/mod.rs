@@ -530,18 +530,6 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Pods in `ns` matching `selector` (all when empty) as JSON items.
-    pub fn pods(&self, ns: &str, selector: &str) -> Vec<serde_json::Value> {
-        let mut args = vec!["get", "pods", "-n", ns];
-        if !selector.is_empty() {
-            args.extend(["-l", selector]);
-        }
-        self.get_json(&args)["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
     /// Waits until pod `ns/name` is Running with an IP; returns its JSON.
     pub fn wait_pod_running(&self, ns: &str, name: &str, timeout: Duration) -> serde_json::Value {
         let mut last = serde_json::Value::Null;

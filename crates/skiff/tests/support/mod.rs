@@ -209,6 +209,18 @@ impl Admin {
         serde_json::from_str(&self.ok(&all)).expect("kubectl -o json output is JSON")
     }
 
+    /// Pods in `ns` matching `selector` (all when empty) as JSON items.
+    pub fn pods(&self, ns: &str, selector: &str) -> Vec<serde_json::Value> {
+        let mut args = vec!["get", "pods", "-n", ns];
+        if !selector.is_empty() {
+            args.extend(["-l", selector]);
+        }
+        self.get_json(&args)["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// A kube-rs client with the admin kubeconfig.
     pub async fn kube(&self) -> kube::Client {
         kube_client(&self.kubeconfig).await
@@ -464,18 +476,6 @@ impl Server {
                 .unwrap_or(0);
             ready >= n
         });
-    }
-
-    /// Pods in `ns` matching `selector` as JSON items.
-    pub fn pods(&self, ns: &str, selector: &str) -> Vec<serde_json::Value> {
-        let mut args = vec!["get", "pods", "-n", ns, "-o", "json"];
-        if !selector.is_empty() {
-            args.extend(["-l", selector]);
-        }
-        self.get_json(&args)["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// Names of the pods in `ns` matching `selector` that are Running and not being

@@ -27,3 +27,20 @@ pub fn write(file: &Path, begin: &str, end: &str, description: &str, section: &s
     };
     std::fs::write(file, updated).with_context(|| format!("cannot write {}", file.display()))
 }
+
+/// The closing lines of every section: how the figures were made (build, machine, load
+/// around the run, source revision) and the command that makes them again.
+pub fn provenance(load_before: &str, load_after: &str, quick: bool, rerun: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    format!(
+        "\nBuild: {}. Machine: {}. 1-minute load average before / after: {load_before} / {load_after} (other work on the machine adds noise). Revision: {}.{}\n\nRerun: `{rerun}` (`--quick` for a smoke run).\n",
+        if cfg!(debug_assertions) {
+            "debug (unoptimized; a release build gives representative figures)"
+        } else {
+            "release"
+        },
+        skiff_testkit::report::machine(),
+        skiff_testkit::report::git_revision(&root, &["crates"]),
+        if quick { " (--quick: smaller run)" } else { "" },
+    )
+}

@@ -14,7 +14,6 @@
 //! ```
 
 use skiff_loadgen::args::BenchArgs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -25,7 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
 use skiff_loadgen::server::{skiff_binary, Server};
-use skiff_testkit::report::{git_revision, load_average, machine, ms};
+use skiff_testkit::report::{load_average, ms};
 
 const RERUN: &str = "cargo build --release -p skiff -p skiff-loadgen && target/release/skiff-authzbench --write docs/benchmarks.md";
 const BEGIN: &str = "<!-- authz-bench:begin -->";
@@ -329,14 +328,8 @@ fn render(
         ));
     }
     // The repository root: the pathspec below is relative to it.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    out.push_str(&format!(
-        "\nMachine: {}. Load average before / after: {} / {}. Revision: {}.{}\n\nRerun: `{RERUN}`.\n",
-        machine(),
-        load.0,
-        load.1,
-        git_revision(&root, &["crates"]),
-        if quick { " (--quick: smaller run)" } else { "" },
+    out.push_str(&skiff_loadgen::sections::provenance(
+        load.0, load.1, quick, RERUN,
     ));
     out
 }

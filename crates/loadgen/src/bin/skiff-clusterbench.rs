@@ -30,7 +30,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use skiff_loadgen::server::{rss_bytes, skiff_binary, Server};
-use skiff_testkit::report::{git_revision, load_average, machine, mib, thousands};
+use skiff_testkit::report::{load_average, mib, thousands};
 
 const RERUN: &str = "cargo build --release -p skiff -p skiff-loadgen && target/release/skiff-clusterbench --write docs/benchmarks.md";
 const BEGIN: &str = "<!-- cluster-bench:begin -->";
@@ -568,13 +568,8 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
         cp = mebibytes(f.server_rss + f.manager_rss + f.scheduler_rss),
         hollow = mebibytes(f.hollow_rss),
     ));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    out.push_str(&format!(
-        "\nMachine: {}. Load average before / after: {} / {}. Revision: {}.\n\nRerun: `{RERUN}` (about 5 minutes; `--quick` for a smoke run).\n",
-        machine(),
-        load.0,
-        load.1,
-        git_revision(&repo, &["crates"]),
+    out.push_str(&skiff_loadgen::sections::provenance(
+        load.0, load.1, false, RERUN,
     ));
     out
 }

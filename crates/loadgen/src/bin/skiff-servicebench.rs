@@ -47,7 +47,7 @@ use serde_json::json;
 use skiff_loadgen::server::{skiff_binary, Server};
 use skiff_proxy::{Nft, SyncReport};
 use skiff_runtime::{CancellationToken, InformerFactory};
-use skiff_testkit::report::{git_revision, load_average, machine, thousands};
+use skiff_testkit::report::{load_average, thousands};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
@@ -1462,15 +1462,9 @@ fn render(
     out.push_str(&format!(
         "\nThe stub upstream was asked {upstream_asked} time(s) for the forwarded name (questions that missed the empty cache together each went upstream); every other answer came from the cache.\n"
     ));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    out.push_str(&format!(
-        "\nBuild: {}. Percentiles are nearest-rank over all samples. Machine: {}. 1-minute load average before / after: {} / {} (other work on the machine adds noise). Revision: {}.{}\n\nRerun: `{RERUN}`\n",
-        if cfg!(debug_assertions) { "debug (unoptimized)" } else { "release" },
-        machine(),
-        load.0,
-        load.1,
-        git_revision(&root, &["crates"]),
-        if quick { " (--quick: smaller run)" } else { "" },
+    out.push_str("\nPercentiles are nearest-rank over all samples.\n");
+    out.push_str(&skiff_loadgen::sections::provenance(
+        load.0, load.1, quick, RERUN,
     ));
     out
 }

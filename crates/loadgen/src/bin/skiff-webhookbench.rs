@@ -14,7 +14,6 @@
 //! ```
 
 use skiff_loadgen::args::BenchArgs;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -23,7 +22,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::json;
 use skiff_loadgen::server::{skiff_binary, Server};
-use skiff_testkit::report::{git_revision, load_average, machine, ms, thousands};
+use skiff_testkit::report::{load_average, ms, thousands};
 use skiff_testkit::webhook::WebhookServer;
 
 const RERUN: &str = "cargo build --release -p skiff -p skiff-loadgen && target/release/skiff-webhookbench --write docs/benchmarks.md";
@@ -223,16 +222,9 @@ fn render(f: &mut Figures, load: (&str, &str), quick: bool) -> String {
         d50 = diff(p50a, p50b),
         d99 = diff(p99a, p99b),
     ));
-    if cfg!(debug_assertions) {
-        out.push_str("\nBuild: debug (unoptimized) binaries; a release build gives representative figures.\n");
-    }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    out.push_str(&format!(
-        "\nEach reviewed create makes two HTTPS calls (mutating, then validating) over pooled\nconnections. Machine: {}. Load average before / after: {} / {}. Revision: {}.\n\nRerun: `{RERUN}` (`--quick` for a smoke run).\n",
-        machine(),
-        load.0,
-        load.1,
-        git_revision(&repo, &["crates"]),
+    out.push_str("\nEach reviewed create makes two HTTPS calls (mutating, then validating) over pooled connections.\n");
+    out.push_str(&skiff_loadgen::sections::provenance(
+        load.0, load.1, false, RERUN,
     ));
     out
 }

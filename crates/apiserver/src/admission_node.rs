@@ -1,6 +1,7 @@
 //! NodeRestriction admission: a node (`system:node:<name>`) may write only its own Node
-//! object and its own Lease in `kube-node-lease`, and may create only mirror pods bound to
-//! itself. Which objects a node may read, or whose status it may update, is the Node
+//! object (without node-restriction.kubernetes.io/ labels, and without changing its taints
+//! once registered) and its own Lease in `kube-node-lease`, and may create only mirror
+//! pods bound to itself. Which objects a node may read, or whose status it may update, is the Node
 //! authorizer's business (`auth/node.rs`).
 
 use serde_json::Value;
@@ -28,6 +29,36 @@ pub fn admit(
         ("", "nodes") if name != node => refuse(format!(
             "node \"{node}\" is not allowed to modify node \"{name}\""
         )),
+        // Its own Node: labels under node-restriction.kubernetes.io/ and (after
+        // registration) taints are the administrator's means of steering workloads, so a
+        // node cannot set or change them on itself.
+        ("", "nodes") => match old {
+            None => {
+                let forbidden = restricted(modified_labels(obj, None));
+                if forbidden.is_empty() {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "node \"{node}\" is not allowed to set the following labels: {}",
+                        forbidden.join(", ")
+                    ))
+                }
+            }
+            Some(old) => {
+                if obj.pointer("/spec/taints") != old.pointer("/spec/taints") {
+                    return refuse(format!("node \"{node}\" is not allowed to modify taints"));
+                }
+                let forbidden = restricted(modified_labels(obj, Some(old)));
+                if forbidden.is_empty() {
+                    Ok(())
+                } else {
+                    refuse(format!(
+                        "is not allowed to modify labels: {}",
+                        forbidden.join(", ")
+                    ))
+                }
+            }
+        },
         ("coordination.k8s.io", "leases") if meta::namespace(obj) == "kube-node-lease" => {
             if name == node {
                 Ok(())
@@ -57,6 +88,37 @@ pub fn admit(
         }
         _ => Ok(()),
     }
+}
+
+/// Label keys added, changed or removed between `old` and `new`, sorted.
+fn modified_labels(new: &Value, old: Option<&Value>) -> Vec<String> {
+    let labels = |o: Option<&Value>| {
+        o.and_then(|o| o.pointer("/metadata/labels"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (new, old) = (labels(Some(new)), labels(old));
+    let mut keys: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(old.keys().filter(|k| !new.contains_key(*k)).cloned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The keys in the node-restriction.kubernetes.io domain (or a subdomain of it).
+fn restricted(keys: Vec<String>) -> Vec<String> {
+    keys.into_iter()
+        .filter(|k| {
+            k.split_once('/').is_some_and(|(domain, _)| {
+                domain == "node-restriction.kubernetes.io"
+                    || domain.ends_with(".node-restriction.kubernetes.io")
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,5 +152,56 @@ mod tests {
             .contains("spec.nodeName set to itself"));
         let mirror_a = json!({"metadata": {"name": "p", "annotations": {MIRROR_ANNOTATION: "x"}}, "spec": {"nodeName": "a"}});
         assert!(admit(&a, pods, &mirror_a, None).is_ok());
+    }
+
+    #[test]
+    fn a_node_cannot_claim_restricted_labels_or_change_its_taints() {
+        let a = UserInfo::new("system:node:a", &["system:nodes"]);
+        let nodes = crate::resources::find("", "v1", "nodes").unwrap();
+        let node = |labels: Value, taints: Value| json!({"metadata": {"name": "a", "labels": labels}, "spec": {"taints": taints}});
+        let plain = node(json!({"kubernetes.io/hostname": "a"}), json!([]));
+        let steering = node(
+            json!({"kubernetes.io/hostname": "a", "node-restriction.kubernetes.io/db": "yes",
+                   "x.node-restriction.kubernetes.io/y": "1"}),
+            json!([]),
+        );
+        assert!(admit(&a, nodes, &plain, None).is_ok());
+        assert_eq!(
+            admit(&a, nodes, &steering, None).unwrap_err().message,
+            "nodes \"a\" is forbidden: node \"a\" is not allowed to set the following labels: \
+             node-restriction.kubernetes.io/db, x.node-restriction.kubernetes.io/y"
+        );
+        assert_eq!(
+            admit(&a, nodes, &steering, Some(&plain))
+                .unwrap_err()
+                .message,
+            "nodes \"a\" is forbidden: is not allowed to modify labels: \
+             node-restriction.kubernetes.io/db, x.node-restriction.kubernetes.io/y"
+        );
+        // Removing one is a modification too; other labels stay the node's own.
+        assert!(admit(&a, nodes, &plain, Some(&steering))
+            .unwrap_err()
+            .message
+            .contains("not allowed to modify labels"));
+        let relabelled = node(
+            json!({"kubernetes.io/hostname": "a", "team": "x"}),
+            json!([]),
+        );
+        assert!(admit(&a, nodes, &relabelled, Some(&plain)).is_ok());
+        // Taints: set at registration, never changed by the node afterwards.
+        let tainted = node(
+            json!({"kubernetes.io/hostname": "a"}),
+            json!([{"key": "k", "effect": "NoSchedule"}]),
+        );
+        assert!(admit(&a, nodes, &tainted, None).is_ok());
+        assert_eq!(
+            admit(&a, nodes, &plain, Some(&tainted))
+                .unwrap_err()
+                .message,
+            "nodes \"a\" is forbidden: node \"a\" is not allowed to modify taints"
+        );
+        // An administrator may do both.
+        let admin = UserInfo::new("admin", &["system:masters"]);
+        assert!(admit(&admin, nodes, &steering, Some(&tainted)).is_ok());
     }
 }

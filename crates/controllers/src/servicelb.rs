@@ -119,6 +119,13 @@ pub fn plan(
         };
         out.insert(key, outcome);
     }
+    // A Service no longer of type LoadBalancer gives its addresses back.
+    for svc in services {
+        let lb_type = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+        if !lb_type && !current(svc).is_empty() {
+            out.insert(ObjectKey::of(svc.as_ref()), Ok(Vec::new()));
+        }
+    }
     out
 }
 
@@ -173,6 +180,8 @@ impl State {
                     ..Default::default()
                 })
                 .collect();
+            // No addresses: drop the list (upstream shows `loadBalancer: {}`).
+            let ingress = (!ingress.is_empty()).then_some(ingress);
             let patch = serde_json::json!({"status": {"loadBalancer": {"ingress": ingress}}});
             let api: Api<Service> = Api::namespaced(self.client.clone(), key.namespace());
             match api
@@ -315,5 +324,38 @@ mod tests {
             ))
         );
         assert_eq!(get("cloud"), None, "another class's Services are not ours");
+    }
+
+    #[test]
+    fn a_service_that_stops_being_a_load_balancer_gives_its_addresses_back() {
+        let nodes = vec![node("a", "10.0.0.1", true, true)];
+        let with_status = |svc: Arc<Service>, type_: &str| {
+            let mut svc = (*svc).clone();
+            svc.spec.as_mut().unwrap().type_ = Some(type_.into());
+            svc.status = Some(k8s_openapi::api::core::v1::ServiceStatus {
+                load_balancer: Some(k8s_openapi::api::core::v1::LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        ip: Some("10.0.0.1".into()),
+                        ..Default::default()
+                    }]),
+                }),
+                ..Default::default()
+            });
+            Arc::new(svc)
+        };
+        let services = vec![
+            with_status(lb("was-lb", 10, 80, None), "ClusterIP"),
+            with_status(lb("cloud", 5, 81, Some("example.com/lb")), "LoadBalancer"),
+            {
+                let mut plain = (*lb("plain", 1, 82, None)).clone();
+                plain.spec.as_mut().unwrap().type_ = Some("ClusterIP".into());
+                Arc::new(plain)
+            },
+        ];
+        let plan = plan(&services, &nodes);
+        let get = |n: &str| plan.get(&ObjectKey::new(Some("default"), n)).cloned();
+        assert_eq!(get("was-lb"), Some(Ok(vec![])));
+        assert_eq!(get("cloud"), None, "another class's status is its own");
+        assert_eq!(get("plain"), None, "nothing to clear");
     }
 }

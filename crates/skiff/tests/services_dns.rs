@@ -5,7 +5,8 @@
 //! every backend answers, on both nodes; a backend reaches itself through the Service
 //! (hairpin); a backend failing readiness drops out within
 //! 2 s; scaling to 1 leaves 1; the NodePort and the LoadBalancer address answer from
-//! outside the nodes; a headless Service gives one A record per pod; SRV, ExternalName
+//! outside the nodes, and stop when the Service stops being a LoadBalancer; a headless
+//! Service gives one A record per pod; SRV, ExternalName
 //! and names outside the cluster (forwarded to the node's resolver, here a stand-in
 //! answering from the test) resolve.
 
@@ -445,5 +446,25 @@ fn services_and_dns_across_two_nodes() {
         let pages: BTreeSet<String> = fetch_many(&c, "http://web/", 20).into_iter().collect();
         left.len() == 1 && pages.len() == 1 && pages.contains(&left[0].0)
     });
+
+    // No longer a LoadBalancer: the addresses leave its status and stop forwarding.
+    c.ok(&[
+        "-n",
+        NS,
+        "patch",
+        "service",
+        "web",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    eventually(T, "the load-balancer status is cleared", || {
+        let svc = c.get_json(&["-n", NS, "get", "service", "web"]);
+        svc["status"]["loadBalancer"]["ingress"].is_null()
+    });
+    for ip in &ingress {
+        eventually(T, "the load-balancer port stops answering", || {
+            curl(&format!("http://{ip}/")).is_none()
+        });
+    }
     drop(upstream);
 }

@@ -567,6 +567,28 @@ fn a_node_reaches_only_its_own_pods_and_their_objects() {
         err.contains("nodes \"n2\" is forbidden: node \"n1\" is not allowed to modify node \"n2\""),
         "{err}"
     );
+    // Labels kept for administrators to steer workloads, and taints, are not the node's.
+    let err = node.fails(&[
+        "label",
+        "node",
+        "n1",
+        "node-restriction.kubernetes.io/db=yes",
+    ]);
+    assert!(
+        err.contains("nodes \"n1\" is forbidden: is not allowed to modify labels: node-restriction.kubernetes.io/db"),
+        "{err}"
+    );
+    let err = node.fails(&["taint", "node", "n1", "dedicated=db:NoSchedule"]);
+    assert!(
+        err.contains("node \"n1\" is not allowed to modify taints"),
+        "{err}"
+    );
+    server.ok(&[
+        "label",
+        "node",
+        "n1",
+        "node-restriction.kubernetes.io/db=yes",
+    ]);
     let lease = |name: &str| {
         format!("apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: {name}, namespace: kube-node-lease}}\nspec: {{holderIdentity: {name}}}\n")
     };

@@ -202,14 +202,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         nodes,
         slices,
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        queue.add(key);
-        skiff_runtime::worker::run(queue, 1, ctx.shutdown.clone(), move |_| {
-            let s = state.clone();
-            async move { s.reconcile().await }
-        })
-        .await
+    queue.add(key);
+    crate::run_workers(queue, 1, ctx.shutdown.clone(), state, |s, _| async move {
+        s.reconcile().await
     })
 }
 

@@ -104,14 +104,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         });
     }
     let state = Arc::new(State { roles });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, 1, ctx.shutdown.clone(), move |name| {
-            let s = state.clone();
-            async move { s.reconcile(name).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        1,
+        ctx.shutdown.clone(),
+        state,
+        |s, name| async move { s.reconcile(name).await },
+    )
 }
 
 #[cfg(test)]

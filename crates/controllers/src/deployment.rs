@@ -95,15 +95,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
             }
         });
     }
-    let shutdown = ctx.shutdown.clone();
-    let workers = ctx.settings.workers;
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await },
+    )
 }
 
 fn selector_of(d: &Deployment) -> Result<Selector, String> {

@@ -134,14 +134,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
     watch_controllers(&state.replicasets, &pdbs, &queue);
     watch_controllers(&state.deployments, &pdbs, &queue);
     watch_controllers(&state.statefulsets, &pdbs, &queue);
-    let (workers, shutdown) = (ctx.settings.workers, ctx.shutdown.clone());
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await },
+    )
 }
 
 impl State {

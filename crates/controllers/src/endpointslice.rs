@@ -220,14 +220,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         tracker: Tracker::default(),
         recorder: ctx.recorder("endpoint-slice-controller"),
     });
-    let (workers, shutdown) = (ctx.settings.workers, ctx.shutdown.clone());
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await.map(|()| None) }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await.map(|()| None) },
+    )
 }
 
 impl Slices {
@@ -364,14 +363,13 @@ pub fn endpoints_controller(ctx: &Ctx) -> Loop {
     });
     let q = queue.clone();
     endpoints.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
-    let (workers, shutdown) = (ctx.settings.workers, ctx.shutdown.clone());
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await.map(|()| None) }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await.map(|()| None) },
+    )
 }
 
 impl LegacyEndpoints {

@@ -250,15 +250,14 @@ pub fn controller(ctx: &Ctx) -> Loop {
         assigned: Mutex::new(BTreeMap::new()),
         reported_full: Mutex::new(BTreeSet::new()),
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        // One worker: allocation reads and extends the set of taken subnets.
-        skiff_runtime::worker::run(queue, 1, ctx.shutdown.clone(), move |name| {
-            let s = state.clone();
-            async move { s.reconcile(name).await }
-        })
-        .await
-    })
+    // One worker: allocation reads and extends the set of taken subnets.
+    crate::run_workers(
+        queue,
+        1,
+        ctx.shutdown.clone(),
+        state,
+        |s, name| async move { s.reconcile(name).await },
+    )
 }
 
 #[cfg(test)]

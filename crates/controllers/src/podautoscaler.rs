@@ -103,14 +103,13 @@ pub fn controller_with(ctx: &Ctx, metrics: Arc<dyn MetricsSource>) -> Loop {
         history: Mutex::new(HashMap::new()),
         recorder: ctx.recorder("horizontal-pod-autoscaler"),
     });
-    let (workers, shutdown) = (ctx.settings.workers, ctx.shutdown.clone());
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await },
+    )
 }
 
 /// Sets a condition, keeping its transition time when the status is unchanged.

@@ -112,15 +112,13 @@ fn build<K: Replicated>(ctx: &Ctx) -> Loop {
         let s = state.clone();
         pods.on_change(move |c: &Change<Pod>| s.pod_changed(c));
     }
-    let shutdown = ctx.shutdown.clone();
-    let workers = ctx.settings.workers;
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await },
+    )
 }
 
 impl<K: Replicated> State<K> {

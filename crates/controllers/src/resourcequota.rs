@@ -239,14 +239,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         claims,
         counters,
     });
-    let (workers, shutdown) = (ctx.settings.workers, ctx.shutdown.clone());
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            let s = state.clone();
-            async move { s.reconcile(key).await }
-        })
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, key| async move { s.reconcile(key).await },
+    )
 }
 
 /// Whether two quantity maps hold the same values (whatever their spelling).

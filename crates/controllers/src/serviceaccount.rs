@@ -107,19 +107,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         namespaces,
         accounts,
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        skiff_runtime::worker::run(
-            queue,
-            ctx.settings.workers,
-            ctx.shutdown.clone(),
-            move |ns| {
-                let s = state.clone();
-                async move { s.reconcile(ns).await }
-            },
-        )
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, ns| async move { s.reconcile(ns).await },
+    )
 }
 
 #[cfg(test)]

@@ -232,14 +232,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         recorder: ctx.recorder("service-lb-controller"),
         warned: Default::default(),
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        queue.add(key);
-        skiff_runtime::worker::run(queue, 1, ctx.shutdown.clone(), move |_| {
-            let s = state.clone();
-            async move { s.reconcile().await }
-        })
-        .await
+    queue.add(key);
+    crate::run_workers(queue, 1, ctx.shutdown.clone(), state, |s, _| async move {
+        s.reconcile().await
     })
 }
 

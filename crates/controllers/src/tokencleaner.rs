@@ -110,19 +110,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         api: Api::namespaced(ctx.client.clone(), SECRET_NAMESPACE),
         secrets,
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        skiff_runtime::worker::run(
-            queue,
-            ctx.settings.workers,
-            ctx.shutdown.clone(),
-            move |k| {
-                let s = state.clone();
-                async move { s.reconcile(k).await }
-            },
-        )
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, k| async move { s.reconcile(k).await },
+    )
 }
 
 #[cfg(test)]

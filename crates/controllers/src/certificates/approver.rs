@@ -127,19 +127,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         api: Api::all(ctx.client.clone()),
         csrs,
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        skiff_runtime::worker::run(
-            queue,
-            ctx.settings.workers,
-            ctx.shutdown.clone(),
-            move |n| {
-                let s = state.clone();
-                async move { s.reconcile(n).await }
-            },
-        )
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, n| async move { s.reconcile(n).await },
+    )
 }
 
 #[cfg(test)]

@@ -259,19 +259,13 @@ pub fn controller(ctx: &Ctx) -> Loop {
         ca_key,
         max: settings.cluster_signing_duration,
     });
-    let ctx = ctx.clone();
-    Box::pin(async move {
-        skiff_runtime::worker::run(
-            queue,
-            ctx.settings.workers,
-            ctx.shutdown.clone(),
-            move |n| {
-                let s = state.clone();
-                async move { s.reconcile(n).await }
-            },
-        )
-        .await
-    })
+    crate::run_workers(
+        queue,
+        ctx.settings.workers,
+        ctx.shutdown.clone(),
+        state,
+        |s, n| async move { s.reconcile(n).await },
+    )
 }
 
 #[cfg(test)]

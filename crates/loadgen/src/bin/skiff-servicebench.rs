@@ -1460,7 +1460,7 @@ fn render(
         ));
     }
     out.push_str(&format!(
-        "\nThe stub upstream was asked {upstream_asked} time(s) for the forwarded name (questions that missed the empty cache together each went upstream); every other answer came from the cache.\n"
+        "\nThe stub upstream was asked {upstream_asked} time(s) for the forwarded name (questions that miss the cache together share one upstream exchange); every other answer came from the cache.\n"
     ));
     out.push_str("\nPercentiles are nearest-rank over all samples.\n");
     out.push_str(&skiff_loadgen::sections::provenance(

@@ -22,10 +22,17 @@ impl BenchArgs {
     pub fn parse_from_args(program: &str, args: impl IntoIterator<Item = String>) -> Result<Self> {
         let parsed = Self::try_parse_from(std::iter::once(program.to_string()).chain(args))
             .unwrap_or_else(|e| e.exit());
-        if parsed.quick && parsed.write.is_some() {
+        parsed.check()?;
+        Ok(parsed)
+    }
+
+    /// Refuses what cannot go together (for programs that flatten these options into
+    /// their own).
+    pub fn check(&self) -> Result<()> {
+        if self.quick && self.write.is_some() {
             bail!("--quick figures are not representative; refusing to --write them");
         }
-        Ok(parsed)
+        Ok(())
     }
 
     /// The process's own arguments.

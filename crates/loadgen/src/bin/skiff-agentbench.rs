@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo build --release -p skiff -p skiff-loadgen
-//! sudo target/release/skiff-agentbench
+//! sudo target/release/skiff-agentbench [--qps 5] [--quick] [--write docs/benchmarks.md]
 //! ```
 //!
 //! Everything it starts lives under one temp dir and is removed at the end (pods
@@ -28,14 +28,41 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use skiff_loadgen::args::BenchArgs;
 use skiff_loadgen::server::{rss_bytes, skiff_binary};
-use skiff_testkit::report::{machine, mib};
+use skiff_testkit::report::{load_average, mib};
 
 const NODE: &str = "bench-node";
 const BRIDGE: &str = "skbench0";
 const CIDR: &str = "10.215.0.0/24";
 const IMAGE: &str = "busybox:skiff";
-const BATCH: usize = 50;
+const RERUN: &str =
+    "cargo build --release -p skiff -p skiff-loadgen && sudo target/release/skiff-agentbench --write docs/benchmarks.md";
+const BEGIN: &str = "<!-- agent-bench:begin -->";
+const END: &str = "<!-- agent-bench:end -->";
+const DESCRIPTION: &str = "## Node agent (real containers)";
+
+#[derive(clap::Parser)]
+#[command(about = "The node agent on one real node: start to Ready, pod startup, memory")]
+struct Args {
+    #[command(flatten)]
+    bench: BenchArgs,
+    /// Pods created per second.
+    #[arg(long, default_value_t = 5.0)]
+    qps: f64,
+}
+
+/// What one run measured.
+struct Figures {
+    to_ready: Duration,
+    /// Sorted.
+    latencies: Vec<Duration>,
+    qps: f64,
+    batch: usize,
+    rss0: u64,
+    rss_batch: u64,
+    containerd_batch: Option<u64>,
+}
 const TIMEOUT: Duration = Duration::from_secs(180);
 
 struct Proc(Child);
@@ -230,7 +257,7 @@ async fn delete_all(client: &Client) -> Result<()> {
     Ok(())
 }
 
-async fn run(skiff: PathBuf, dir: &Path, qps: f64) -> Result<()> {
+async fn run(skiff: PathBuf, dir: &Path, qps: f64, batch: usize) -> Result<Figures> {
     // 1. Server start to node Ready, agent in-process.
     let ready_dir = dir.join("ready");
     prepare_images(&ready_dir)?;
@@ -289,66 +316,98 @@ async fn run(skiff: PathBuf, dir: &Path, qps: f64) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss0 = rss_bytes(agent.0.id())?;
-    let names: Vec<String> = (0..2 * BATCH).map(|i| format!("bench-{i}")).collect();
-    let mut latencies = start_batch(&c, &names[..BATCH], qps, &running).await?;
+    let names: Vec<String> = (0..2 * batch).map(|i| format!("bench-{i}")).collect();
+    let mut latencies = start_batch(&c, &names[..batch], qps, &running).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let rss50 = rss_bytes(agent.0.id())?;
-    let containerd50 = containerd_pid(&run_dir).and_then(|p| rss_bytes(p).ok());
-    latencies.extend(start_batch(&c, &names[BATCH..], qps, &running).await?);
+    let rss_batch = rss_bytes(agent.0.id())?;
+    let containerd_batch = containerd_pid(&run_dir).and_then(|p| rss_bytes(p).ok());
+    latencies.extend(start_batch(&c, &names[batch..], qps, &running).await?);
     latencies.sort();
     delete_all(&c).await?;
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
+    Ok(Figures {
+        to_ready,
+        latencies,
+        qps,
+        batch,
+        rss0,
+        rss_batch,
+        containerd_batch,
+    })
+}
 
-    println!("machine: {}", machine());
-    println!(
-        "skiff server start -> node Ready (in-process agent): {} ms",
-        to_ready.as_millis()
+fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
+    let p = |q: f64| percentile(&f.latencies, q).as_millis();
+    let p99 = percentile(&f.latencies, 0.99);
+    let aim = if p99 <= Duration::from_secs(1) {
+        "met"
+    } else {
+        "not met"
+    };
+    let mut out = format!(
+        "The agent runs as by default, with its service proxy and cluster DNS.\n\n\
+         | measure | figure | reference |\n|---|---|---|\n\
+         | `skiff server` start → its Node Ready | {} ms | k3s: several seconds |\n\
+         | pod startup, create → Running seen by a watch, {n} pods at {qps} pods/s: p50 / p99 / max | {} ms / {} ms / {} ms | upstream SLO p99 ≤ 5 s; our aim p99 ≤ 1 s: {aim} |\n\
+         | agent resident memory, 0 pods / {b} pods | {} MiB / {} MiB | k3s documents ~275 MB for its agent |\n",
+        f.to_ready.as_millis(),
+        p(0.50),
+        p(0.99),
+        f.latencies.last().copied().unwrap_or_default().as_millis(),
+        mib(f.rss0),
+        mib(f.rss_batch),
+        n = f.latencies.len(),
+        qps = f.qps,
+        b = f.batch,
     );
-    println!(
-        "pod startup (create -> Running seen by a watch), {} pods on one node created at {qps} pods/s: p50 {} ms, p99 {} ms, max {} ms",
-        latencies.len(),
-        percentile(&latencies, 0.50).as_millis(),
-        percentile(&latencies, 0.99).as_millis(),
-        latencies.last().copied().unwrap_or_default().as_millis()
-    );
-    println!(
-        "skiff agent RSS: {} with 0 pods, {} with {BATCH} pods",
-        mib(rss0),
-        mib(rss50)
-    );
-    if let Some(c) = containerd50 {
-        println!("its containerd RSS with {BATCH} pods: {}", mib(c));
+    if let Some(c) = f.containerd_batch {
+        out.push_str(&format!(
+            "| its containerd, {} pods | {} MiB | |\n",
+            f.batch,
+            mib(c)
+        ));
     }
-    Ok(())
+    out.push_str(&skiff_loadgen::sections::provenance(
+        load.0, load.1, quick, RERUN,
+    ));
+    out
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    args.bench.check()?;
+    if args.qps.is_nan() || args.qps <= 0.0 {
+        bail!("--qps wants a positive number of pods per second");
+    }
     let skiff = skiff_binary()?;
-    // `--qps N`: pods created per second (default 5).
-    let args: Vec<String> = std::env::args().collect();
-    let qps = match args.iter().position(|a| a == "--qps") {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|q| *q > 0.0)
-            .context("--qps wants a positive number")?,
-        None => 5.0,
-    };
+    let batch = if args.bench.quick { 10 } else { 50 };
     let dir = tempfile::Builder::new()
         .prefix("skiff-agentbench-")
         .tempdir()?;
-    let result = run(skiff, dir.path(), qps).await;
+    let before = load_average();
+    let result = run(skiff, dir.path(), args.qps, batch).await;
+    let after = load_average();
     let _ = Command::new("ip").args(["link", "del", BRIDGE]).output();
     // The agents' service proxy leaves its rules in place when it stops (as kube-proxy).
     let _ = Command::new("nft")
         .args(["delete", "table", "ip", "skiff"])
         .output();
-    if let Err(e) = &result {
-        eprintln!("agentbench failed: {e:#}; logs in {}", dir.path().display());
-        // Keep the logs to look at.
-        let _ = dir.keep();
+    let figures = match result {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("agentbench failed: {e:#}; logs in {}", dir.path().display());
+            // Keep the logs to look at.
+            let _ = dir.keep();
+            return Err(e);
+        }
+    };
+    let section = render(&figures, (&before, &after), args.bench.quick);
+    println!("{section}");
+    if let Some(file) = args.bench.write {
+        skiff_loadgen::sections::write(&file, BEGIN, END, DESCRIPTION, &section)?;
+        eprintln!("wrote the node agent section of {}", file.display());
     }
-    result
+    Ok(())
 }

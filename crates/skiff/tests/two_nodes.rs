@@ -13,7 +13,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use netns_support::{Cluster, IMAGE};
+use netns_support::{Cluster, Options, IMAGE};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
@@ -174,7 +174,18 @@ fn node_of(pod: &Value) -> String {
 
 #[test]
 fn pods_of_a_stopped_node_come_back_on_the_other_node() {
-    let mut c = Cluster::start(2);
+    // Short node leases (renewed every 3 s) and a matching grace period: the control
+    // plane gives up on a silent node after 8 s instead of upstream's 40 s.
+    let mut c = Cluster::start_with(
+        2,
+        Options {
+            node_monitor_grace_period: 8,
+            agent_args: vec!["--node-lease-duration-seconds".into(), "12".into()],
+            ..Options::default()
+        },
+    );
+    let lease = c.get_json(&["get", "lease", "node-1", "-n", "kube-node-lease"]);
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 12, "{lease}");
     let cidr0 = c.pod_cidr(0);
     // Two replicas, one per node: a hard spread over hostnames that leaves out nodes
     // whose taints the pods do not tolerate (so an unreachable node does not count).

@@ -63,7 +63,8 @@ pub struct Options {
     /// `--cluster-cidr` of the server (each node gets a /24 of it).
     pub cluster_cidr: String,
     /// `--node-monitor-grace-period` in seconds. The agents renew their Lease every
-    /// 10 s, so anything much shorter than 15 makes healthy nodes flap.
+    /// 10 s by default, so anything much shorter than 15 makes healthy nodes flap unless
+    /// `agent_args` shortens `--node-lease-duration-seconds` (renewal at a quarter).
     pub node_monitor_grace_period: u64,
     /// `--default-not-ready-toleration-seconds` and
     /// `--default-unreachable-toleration-seconds`.

@@ -274,8 +274,9 @@ async fn kubectl_logs_exec_attach_cp_and_port_forward_reach_containers_through_t
         1
     );
     assert!(ok(&kc, &["logs", POD, "--tail=1"]).starts_with("tick "));
-    assert_eq!(ok(&kc, &["logs", POD, "--limit-bytes=8"]), "hello\noo");
-    assert!(ok(&kc, &["logs", POD, "--since=1h"]).starts_with("hello\n"));
+    // Which stream's first line lands first is up to the runtime; the cut is not.
+    assert_eq!(ok(&kc, &["logs", POD, "--limit-bytes=8"]), all[..8]);
+    assert!(ok(&kc, &["logs", POD, "--since=1h"]).starts_with(&all[..6]));
     assert_eq!(
         ok(&kc, &["logs", POD, "--since-time=2999-01-01T00:00:00Z"]),
         ""

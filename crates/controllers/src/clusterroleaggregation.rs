@@ -104,10 +104,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         });
     }
     let state = Arc::new(State { roles });
-    crate::run_workers(
+    ctx.run_workers(
         queue,
         1,
-        ctx.shutdown.clone(),
         state,
         |s, name| async move { s.reconcile(name).await },
     )

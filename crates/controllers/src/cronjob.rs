@@ -72,13 +72,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         jobs,
         recorder: ctx.recorder("cronjob-controller"),
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 impl State {

@@ -95,13 +95,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
             }
         });
     }
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 fn selector_of(d: &Deployment) -> Result<Selector, String> {

@@ -134,13 +134,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
     watch_controllers(&state.replicasets, &pdbs, &queue);
     watch_controllers(&state.deployments, &pdbs, &queue);
     watch_controllers(&state.statefulsets, &pdbs, &queue);
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 impl State {

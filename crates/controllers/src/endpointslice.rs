@@ -220,13 +220,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         tracker: Tracker::default(),
         recorder: ctx.recorder("endpoint-slice-controller"),
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await.map(|()| None) },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await.map(|()| None)
+    })
 }
 
 impl Slices {
@@ -363,13 +359,9 @@ pub fn endpoints_controller(ctx: &Ctx) -> Loop {
     });
     let q = queue.clone();
     endpoints.on_change(move |c| q.add(ObjectKey::of(c.object().as_ref())));
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await.map(|()| None) },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await.map(|()| None)
+    })
 }
 
 impl LegacyEndpoints {

@@ -126,28 +126,31 @@ pub type Loop = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// Builds one loop: registers its informers and handlers, returns its workers.
 pub type Builder = fn(&Ctx) -> Loop;
 
-/// A loop's workers: `workers` tasks take keys from `queue` until `shutdown` and hand
-/// each, with the loop's shared `state`, to `reconcile` (what every loop ends with).
-pub(crate) fn run_workers<K, S, F, Fut, E>(
-    queue: skiff_runtime::WorkQueue<K>,
-    workers: usize,
-    shutdown: CancellationToken,
-    state: Arc<S>,
-    reconcile: F,
-) -> Loop
-where
-    K: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Display + 'static,
-    S: Send + Sync + 'static,
-    F: Fn(Arc<S>, K) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<Duration>, E>> + Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    Box::pin(async move {
-        skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
-            reconcile(state.clone(), key)
+impl Ctx {
+    /// A loop's workers: `workers` tasks take keys from `queue` until shutdown and hand
+    /// each, with the loop's shared `state`, to `reconcile` (what every loop ends with).
+    pub(crate) fn run_workers<K, S, F, Fut, E>(
+        &self,
+        queue: skiff_runtime::WorkQueue<K>,
+        workers: usize,
+        state: Arc<S>,
+        reconcile: F,
+    ) -> Loop
+    where
+        K: Clone + Eq + std::hash::Hash + Send + Sync + std::fmt::Display + 'static,
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>, K) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<Duration>, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let shutdown = self.shutdown.clone();
+        Box::pin(async move {
+            skiff_runtime::worker::run(queue, workers, shutdown, move |key| {
+                reconcile(state.clone(), key)
+            })
+            .await
         })
-        .await
-    })
+    }
 }
 
 /// Every loop the controller manager runs, by upstream's controller name.

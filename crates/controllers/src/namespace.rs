@@ -420,13 +420,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         client: ctx.client.clone(),
         namespaces,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, ns| async move { s.reconcile(ns).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, ns| async move {
+        s.reconcile(ns).await
+    })
 }
 
 #[cfg(test)]

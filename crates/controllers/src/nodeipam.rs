@@ -251,10 +251,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         reported_full: Mutex::new(BTreeSet::new()),
     });
     // One worker: allocation reads and extends the set of taken subnets.
-    crate::run_workers(
+    ctx.run_workers(
         queue,
         1,
-        ctx.shutdown.clone(),
         state,
         |s, name| async move { s.reconcile(name).await },
     )

@@ -103,13 +103,9 @@ pub fn controller_with(ctx: &Ctx, metrics: Arc<dyn MetricsSource>) -> Loop {
         history: Mutex::new(HashMap::new()),
         recorder: ctx.recorder("horizontal-pod-autoscaler"),
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 /// Sets a condition, keeping its transition time when the status is unchanged.

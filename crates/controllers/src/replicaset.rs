@@ -112,13 +112,9 @@ fn build<K: Replicated>(ctx: &Ctx) -> Loop {
         let s = state.clone();
         pods.on_change(move |c: &Change<Pod>| s.pod_changed(c));
     }
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 impl<K: Replicated> State<K> {

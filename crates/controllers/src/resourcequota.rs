@@ -239,13 +239,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         claims,
         counters,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 /// Whether two quantity maps hold the same values (whatever their spelling).

@@ -142,13 +142,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         configmaps,
         ca_file,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, ns| async move { s.reconcile(ns).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, ns| async move {
+        s.reconcile(ns).await
+    })
 }
 
 #[cfg(test)]

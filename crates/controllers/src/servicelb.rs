@@ -233,9 +233,7 @@ pub fn controller(ctx: &Ctx) -> Loop {
         warned: Default::default(),
     });
     queue.add(key);
-    crate::run_workers(queue, 1, ctx.shutdown.clone(), state, |s, _| async move {
-        s.reconcile().await
-    })
+    ctx.run_workers(queue, 1, state, |s, _| async move { s.reconcile().await })
 }
 
 #[cfg(test)]

@@ -82,13 +82,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         claims,
         recorder: ctx.recorder("statefulset-controller"),
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, key| async move { s.reconcile(key).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, key| async move {
+        s.reconcile(key).await
+    })
 }
 
 fn api_err(

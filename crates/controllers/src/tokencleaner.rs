@@ -110,13 +110,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         api: Api::namespaced(ctx.client.clone(), SECRET_NAMESPACE),
         secrets,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, k| async move { s.reconcile(k).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, k| async move {
+        s.reconcile(k).await
+    })
 }
 
 #[cfg(test)]

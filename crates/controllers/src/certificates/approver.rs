@@ -127,13 +127,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         api: Api::all(ctx.client.clone()),
         csrs,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, n| async move { s.reconcile(n).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, n| async move {
+        s.reconcile(n).await
+    })
 }
 
 #[cfg(test)]

@@ -259,13 +259,9 @@ pub fn controller(ctx: &Ctx) -> Loop {
         ca_key,
         max: settings.cluster_signing_duration,
     });
-    crate::run_workers(
-        queue,
-        ctx.settings.workers,
-        ctx.shutdown.clone(),
-        state,
-        |s, n| async move { s.reconcile(n).await },
-    )
+    ctx.run_workers(queue, ctx.settings.workers, state, |s, n| async move {
+        s.reconcile(n).await
+    })
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub fn is_mount_point(dir: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e),
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = read_mountinfo()?;
     let found = mount_points(&info).any(|p| Path::new(&p) == canonical);
     Ok(found)
 }
@@ -62,7 +62,7 @@ pub fn mounts_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let info = read_mountinfo()?;
     let mut found: Vec<_> = mount_points(&info)
         .map(std::path::PathBuf::from)
         .filter(|p| p.starts_with(&canonical))
@@ -70,6 +70,23 @@ pub fn mounts_under(dir: &Path) -> io::Result<Vec<std::path::PathBuf>> {
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     found.dedup();
     Ok(found)
+}
+
+/// /proc/self/mountinfo, read until two reads agree: the kernel serves it in pieces,
+/// and a mount or unmount elsewhere between two pieces can drop a line from one read
+/// (kubelet's mount utilities guard against the same thing).
+fn read_mountinfo() -> io::Result<String> {
+    let mut last = std::fs::read_to_string("/proc/self/mountinfo")?;
+    for _ in 0..4 {
+        let next = std::fs::read_to_string("/proc/self/mountinfo")?;
+        if next == last {
+            return Ok(next);
+        }
+        last = next;
+    }
+    Err(io::Error::other(
+        "/proc/self/mountinfo kept changing while being read; try again",
+    ))
 }
 
 /// The mount point field (5th) of each mountinfo line, with octal escapes decoded.

@@ -1,8 +1,9 @@
 //! A `skiff server` with its local node agent for end-to-end tests: its own containerd
 //! (under the test's data dir), a bridge and pod subnet no other test uses, the busybox
-//! test image imported at start. Dropped (also when a test fails), it removes every pod
-//! through CRI, stops the server gracefully (which stops containerd), kills any
-//! container process left under the data dir by pid, and deletes the bridge.
+//! test image imported at start. Dropped (also when a test fails), it kills the agent
+//! and server, removes every pod sandbox through the containerd they leave behind, kills
+//! that containerd and any process left under the data dir by pid, and deletes the
+//! bridge.
 
 #![allow(dead_code)]
 
@@ -280,10 +281,12 @@ fn processes_under(dir: &Path) -> Vec<u32> {
 
 impl Drop for AgentServer {
     fn drop(&mut self) {
+        // Agent and server go first, with SIGKILL: a live agent recreates the sandboxes
+        // removed under it, and those would outlive the test (network namespaces, veths).
+        // Their containerd runs in its own process group and stays up for the removal.
+        self.kill_agent();
+        self.server.kill();
         crate::support::remove_all_pods(&self.socket());
-        // The agent stops the containerd it started.
-        self.stop_agent();
-        self.server.stop();
         let dir = self.server.data_dir.path().to_path_buf();
         for pid in processes_under(&dir) {
             let _ = std::process::Command::new("kill")

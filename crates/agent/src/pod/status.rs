@@ -64,6 +64,17 @@ impl CtrObs {
     }
 }
 
+/// An exit by SIGKILL (137) within the last two seconds that the runtime has not (yet)
+/// called OOMKilled: the runtime's OOM event may still be on its way.
+pub fn maybe_unlabelled_oom(c: &CtrObs, now: Timestamp) -> bool {
+    let recent = now.as_nanosecond() - i128::from(c.finished_at) < 2_000_000_000;
+    c.state == CtrState::Exited
+        && c.exit_code == 137
+        && (c.reason.is_empty() || c.reason == "Error")
+        && c.finished_at > 0
+        && recent
+}
+
 fn time(nanos: i64) -> Option<Time> {
     (nanos > 0)
         .then(|| Timestamp::from_nanosecond(i128::from(nanos)).ok())
@@ -609,6 +620,28 @@ mod tests {
         assert_eq!(t.reason.as_deref(), Some("OOMKilled"));
         assert_eq!(s.phase.as_deref(), Some("Failed"));
         assert_eq!(cond(&s, "Ready").reason.as_deref(), Some("PodCompleted"));
+    }
+
+    #[test]
+    fn a_fresh_sigkill_exit_waits_for_the_oom_verdict() {
+        let finished = Timestamp::from_nanosecond(1_700_000_002_000_000_000).unwrap();
+        let soon = finished + std::time::Duration::from_millis(500);
+        let later = finished + std::time::Duration::from_secs(3);
+        let mut killed = obs("a", 0, CtrState::Exited, 137);
+        assert!(maybe_unlabelled_oom(&killed, soon));
+        killed.reason = "Error".into();
+        assert!(maybe_unlabelled_oom(&killed, soon));
+        assert!(!maybe_unlabelled_oom(&killed, later));
+        killed.reason = "OOMKilled".into();
+        assert!(!maybe_unlabelled_oom(&killed, soon));
+        assert!(!maybe_unlabelled_oom(
+            &obs("a", 0, CtrState::Exited, 1),
+            soon
+        ));
+        assert!(!maybe_unlabelled_oom(
+            &obs("a", 0, CtrState::Running, 0),
+            soon
+        ));
     }
 
     #[test]

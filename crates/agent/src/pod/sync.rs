@@ -45,6 +45,8 @@ pub enum SyncError {
 /// How often a pod that waits for nothing is looked at anyway (status refresh; the
 /// relist wakes it sooner on any container change).
 const RESYNC: Duration = Duration::from_secs(60);
+/// How long an exit by SIGKILL may wait for the runtime's OOM verdict.
+const OOM_EVENT_WAIT: Duration = Duration::from_millis(300);
 
 fn pod_key(pod: &Pod) -> String {
     let (ns, name, _) = spec::meta(pod);
@@ -299,6 +301,20 @@ impl Manager {
             .observe(uid)
             .await
             .map_err(Self::rt_err(&pod_key(pod)))?;
+        // containerd marks an OOM kill when the cgroup's OOM event arrives, which can
+        // trail the exit itself; a container SIGKILLed a moment ago gets a second look
+        // before it is reported as a plain "Error" (a terminal status is final).
+        if observed
+            .iter()
+            .any(|c| status::maybe_unlabelled_oom(c, Timestamp::now()))
+        {
+            tokio::time::sleep(OOM_EVENT_WAIT).await;
+            observed = self
+                .runtime
+                .observe(uid)
+                .await
+                .map_err(Self::rt_err(&pod_key(pod)))?;
+        }
         for c in observed.iter_mut().filter(|c| c.state == CtrState::Exited) {
             let path = self.termination_log(uid, &c.name, c.attempt);
             if let Ok(text) = std::fs::read(&path) {

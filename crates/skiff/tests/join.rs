@@ -29,10 +29,7 @@ async fn identity(client: &kube::Client) -> String {
 }
 
 fn server_token(server: &Server) -> String {
-    std::fs::read_to_string(server.data_dir.path().join("server/token"))
-        .unwrap()
-        .trim()
-        .to_string()
+    server.join_token_file().trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -318,7 +318,7 @@ async fn bootstrap_tokens_authenticate_until_they_expire() {
     let server = Server::start_with(&["--token", "abcdef.0123456789abcdef"]);
     let ca = std::fs::read_to_string(server.data_dir.path().join("server/tls/ca.crt")).unwrap();
     let hash = skiff_runtime::join::ca_hash(&ca);
-    let file = std::fs::read_to_string(server.data_dir.path().join("server/token")).unwrap();
+    let file = server.join_token_file();
     assert_eq!(file.trim(), format!("K10{hash}::abcdef.0123456789abcdef"));
     let client = token_client(&server, "abcdef.0123456789abcdef").await;
     assert_eq!(

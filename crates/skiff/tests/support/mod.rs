@@ -283,6 +283,16 @@ pub fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 }
 
 impl Server {
+    /// The join token file's contents (`K10<CA hash>::<id>.<secret>`). The server writes
+    /// it just after it turns ready, so a test that starts right away may wait a moment.
+    pub fn join_token_file(&self) -> String {
+        let path = self.data_dir.path().join("server").join("token");
+        eventually(Duration::from_secs(30), "the join token file", || {
+            path.exists()
+        });
+        std::fs::read_to_string(&path).expect("reading the join token file")
+    }
+
     /// Runs kubectl with extra environment variables (e.g. `EDITOR` for `kubectl edit`).
     pub fn kubectl_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(kubectl_binary());

@@ -158,7 +158,8 @@ impl MetricsSource for Busy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugged_in_metrics_source_drives_scaling() {
-    let cluster = Cluster::start(&[]).await;
+    // Every loop but the built-in autoscaler: it would compete with the one under test.
+    let cluster = Cluster::start(&["-horizontalpodautoscaling"]).await;
     cluster.fake_kubelet(&["node-a"]).await;
     let pods = cluster.api::<Pod>("default");
     for i in 0..2 {

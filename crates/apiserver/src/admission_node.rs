@@ -32,33 +32,19 @@ pub fn admit(
         // Its own Node: labels under node-restriction.kubernetes.io/ and (after
         // registration) taints are the administrator's means of steering workloads, so a
         // node cannot set or change them on itself.
-        ("", "nodes") => match old {
-            None => {
-                let forbidden = restricted(modified_labels(obj, None));
-                if forbidden.is_empty() {
-                    Ok(())
-                } else {
-                    refuse(format!(
-                        "node \"{node}\" is not allowed to set the following labels: {}",
-                        forbidden.join(", ")
-                    ))
-                }
+        ("", "nodes") => {
+            if old.is_some_and(|old| obj.pointer("/spec/taints") != old.pointer("/spec/taints")) {
+                return refuse(format!("node \"{node}\" is not allowed to modify taints"));
             }
-            Some(old) => {
-                if obj.pointer("/spec/taints") != old.pointer("/spec/taints") {
-                    return refuse(format!("node \"{node}\" is not allowed to modify taints"));
-                }
-                let forbidden = restricted(modified_labels(obj, Some(old)));
-                if forbidden.is_empty() {
-                    Ok(())
-                } else {
-                    refuse(format!(
-                        "is not allowed to modify labels: {}",
-                        forbidden.join(", ")
-                    ))
-                }
+            let forbidden = restricted(modified_labels(obj, old)).join(", ");
+            match (forbidden.is_empty(), old) {
+                (true, _) => Ok(()),
+                (false, None) => refuse(format!(
+                    "node \"{node}\" is not allowed to set the following labels: {forbidden}"
+                )),
+                (false, Some(_)) => refuse(format!("is not allowed to modify labels: {forbidden}")),
             }
-        },
+        }
         ("coordination.k8s.io", "leases") if meta::namespace(obj) == "kube-node-lease" => {
             if name == node {
                 Ok(())
@@ -92,13 +78,17 @@ pub fn admit(
 
 /// Label keys added, changed or removed between `old` and `new`, sorted.
 fn modified_labels(new: &Value, old: Option<&Value>) -> Vec<String> {
-    let labels = |o: Option<&Value>| {
-        o.and_then(|o| o.pointer("/metadata/labels"))
+    fn labels<'a>(
+        o: &'a Value,
+        empty: &'a serde_json::Map<String, Value>,
+    ) -> &'a serde_json::Map<String, Value> {
+        o.pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
-    };
-    let (new, old) = (labels(Some(new)), labels(old));
+            .unwrap_or(empty)
+    }
+    let empty = serde_json::Map::new();
+    let new = labels(new, &empty);
+    let old = old.map_or(&empty, |o| labels(o, &empty));
     let mut keys: Vec<String> = new
         .iter()
         .filter(|(k, v)| old.get(*k) != Some(*v))

@@ -569,7 +569,7 @@ fn render(f: &Figures, load: (&str, &str), quick: bool) -> String {
         hollow = mebibytes(f.hollow_rss),
     ));
     out.push_str(&skiff_loadgen::sections::provenance(
-        load.0, load.1, false, RERUN,
+        load.0, load.1, quick, RERUN,
     ));
     out
 }

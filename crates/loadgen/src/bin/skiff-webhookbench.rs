@@ -224,7 +224,7 @@ fn render(f: &mut Figures, load: (&str, &str), quick: bool) -> String {
     ));
     out.push_str("\nEach reviewed create makes two HTTPS calls (mutating, then validating) over pooled connections.\n");
     out.push_str(&skiff_loadgen::sections::provenance(
-        load.0, load.1, false, RERUN,
+        load.0, load.1, quick, RERUN,
     ));
     out
 }

@@ -25,9 +25,8 @@ pub struct Config {
     pub cni_bridge: String,
     /// Where the CNI conflist is written; containerd's CRI plugin reads it from there.
     pub cni_conf_dir: PathBuf,
-    /// Seconds between Lease renewals (upstream: 10).
-    pub heartbeat_interval: Duration,
-    /// leaseDurationSeconds of the node Lease (upstream: 40).
+    /// leaseDurationSeconds of the node Lease (upstream: 40); it is renewed every quarter
+    /// of that (see [`Config::lease_renew_interval`]).
     pub lease_duration_seconds: i32,
     /// Seconds between node status posts when nothing changed (upstream: 5 min; the
     /// conditions' heartbeat times move then).
@@ -50,6 +49,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// How often the node Lease is renewed: a quarter of its duration, as the kubelet
+    /// does (10 s for the default 40 s).
+    pub fn lease_renew_interval(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.lease_duration_seconds).unwrap_or(0) * 250)
+            .max(Duration::from_secs(1))
+    }
+
     /// A configuration with upstream's defaults for everything but identity and paths.
     pub fn new(node_name: &str, node_ip: IpAddr, agent_dir: PathBuf, cri_endpoint: &str) -> Self {
         Self {
@@ -62,7 +68,6 @@ impl Config {
             cri_endpoint: cri_endpoint.into(),
             kubelet_port: 10250,
             cni_bridge: "skiff0".into(),
-            heartbeat_interval: Duration::from_secs(10),
             lease_duration_seconds: 40,
             status_report_interval: Duration::from_secs(60),
             max_pods: 110,

@@ -1,6 +1,6 @@
 //! Keeps the Node registered and alive: registers it (taking over one that exists),
 //! posts its status when something changed and every `status_report_interval`
-//! otherwise, and renews its Lease in kube-node-lease every `heartbeat_interval`.
+//! otherwise, and renews its Lease in kube-node-lease every quarter of its duration.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -217,7 +217,7 @@ impl Heartbeat {
         };
         let mut posted = node.status.take();
         let mut uid = node.metadata.uid.clone().unwrap_or_default();
-        let mut lease_tick = tokio::time::interval(self.config.heartbeat_interval);
+        let mut lease_tick = tokio::time::interval(self.config.lease_renew_interval());
         let mut status_tick = tokio::time::interval(self.config.status_report_interval);
         let mut check_tick = tokio::time::interval(Duration::from_secs(10));
         loop {

@@ -88,9 +88,6 @@ impl NodeArgs {
         config.cni_bridge = self.cni_bridge.clone();
         config.resolv_conf = self.resolv_conf.clone();
         config.lease_duration_seconds = self.node_lease_duration_seconds;
-        // As the kubelet: renew at a quarter of the duration (10 s for the default 40 s).
-        config.heartbeat_interval =
-            std::time::Duration::from_millis(self.node_lease_duration_seconds as u64 * 250);
         for kv in &self.node_labels {
             let (k, v) = kv
                 .split_once('=')
